@@ -1,0 +1,98 @@
+package store
+
+import "time"
+
+// Every record carries its tenant, so that roles, audit and per-tenant export
+// can be added without a migration.
+
+// Tenant is one MSSP customer.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Site is a customer location with its relay cluster.
+type Site struct {
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Group is a set of agents sharing policy and rollout.
+type Group struct {
+	ID        string    `json:"id"`
+	TenantID  string    `json:"tenant_id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Relay is an enrolled relay. Only the SHA-256 of its secret is kept.
+type Relay struct {
+	ID         string    `json:"id"`
+	TenantID   string    `json:"tenant_id"`
+	SiteID     string    `json:"site_id"`
+	Name       string    `json:"name"`
+	Hostname   string    `json:"hostname"`
+	SecretHash []byte    `json:"secret_hash"`
+	EnrolledAt time.Time `json:"enrolled_at"`
+	LastSeen   time.Time `json:"last_seen"`
+}
+
+// Agent is a registered endpoint agent. ID is hex SHA-256 of PublicKey.
+type Agent struct {
+	ID           string    `json:"id"`
+	TenantID     string    `json:"tenant_id"`
+	GroupID      string    `json:"group_id"`
+	PublicKey    []byte    `json:"public_key"`
+	Hostname     string    `json:"hostname"`
+	AgentVersion string    `json:"agent_version"`
+	OS           string    `json:"os"`
+	RelayID      string    `json:"relay_id"`
+	KeyID        string    `json:"key_id"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// RegistrationKey lets agents join a tenant's group. The cloud and relays
+// check a presented key by its SHA-256.
+type RegistrationKey struct {
+	ID          string    `json:"id"`
+	TenantID    string    `json:"tenant_id"`
+	GroupID     string    `json:"group_id"`
+	Key         string    `json:"key"`
+	SHA256      []byte    `json:"sha256"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	SuccessorOf string    `json:"successor_of,omitempty"`
+	SuccessorID string    `json:"successor_id,omitempty"`
+}
+
+// EnrollmentToken is a single-use secret a relay trades for its identity.
+// Only its hash is kept (it is the record's key).
+type EnrollmentToken struct {
+	TenantID  string    `json:"tenant_id"`
+	SiteID    string    `json:"site_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	UsedAt    time.Time `json:"used_at,omitzero"`
+	RelayID   string    `json:"relay_id,omitempty"`
+}
+
+// Event is one stored ECS document with its per-tenant cursor.
+type Event struct {
+	Cursor     uint64    `json:"cursor"`
+	AgentID    string    `json:"agent_id"`
+	Seq        uint64    `json:"seq"`
+	ReceivedAt time.Time `json:"received_at"`
+	Event      []byte    `json:"event"`
+}
+
+// Stats are fleet-wide totals.
+type Stats struct {
+	Tenants          uint64 `json:"tenants"`
+	Agents           uint64 `json:"agents"`
+	Events           uint64 `json:"events"`
+	Batches          uint64 `json:"batches"`
+	DuplicateBatches uint64 `json:"duplicate_batches"`
+}
