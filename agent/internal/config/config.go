@@ -1,0 +1,182 @@
+// Package config is the agent's YAML configuration: defaults, strict
+// decoding through internal/configfile, and validation.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/configfile"
+	"github.com/gatehouse/gatehouse/internal/identity"
+)
+
+// Config is the whole agent configuration file.
+type Config struct {
+	DataDir           string        `yaml:"data_dir"`
+	Relays            []string      `yaml:"relays"`
+	RelayFingerprint  string        `yaml:"relay_fingerprint"`
+	RegistrationKey   string        `yaml:"registration_key"`
+	Hostname          string        `yaml:"hostname"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	StatsInterval     time.Duration `yaml:"stats_interval"`
+	Ring              Ring          `yaml:"ring"`
+	Batch             Batch         `yaml:"batch"`
+	RedeliverAfter    time.Duration `yaml:"redeliver_after"`
+	Logs              []LogSource   `yaml:"logs"`
+	Log               Log           `yaml:"log"`
+}
+
+// Ring bounds the on-disk buffer shared by all lanes.
+type Ring struct {
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Batch bounds the bulk lane's batches; the security lane flushes at once.
+type Batch struct {
+	MaxEvents int           `yaml:"max_events"`
+	MaxBytes  int           `yaml:"max_bytes"`
+	MaxDelay  time.Duration `yaml:"max_delay"`
+}
+
+// LogSource is a set of log file globs (filepath.Match syntax, no "**").
+type LogSource struct {
+	Paths []string `yaml:"paths"`
+}
+
+// Log configures the agent's own logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used for keys the file leaves out.
+func Default() Config {
+	return Config{
+		DataDir:           "/var/lib/gatehouse-agent",
+		HeartbeatInterval: 5 * time.Minute,
+		StatsInterval:     60 * time.Second,
+		Ring:              Ring{MaxBytes: 100 << 20},
+		Batch:             Batch{MaxEvents: 500, MaxBytes: 1 << 20, MaxDelay: time.Second},
+		RedeliverAfter:    10 * time.Minute,
+		Log:               Log{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads, decodes and validates the file at path, and fills in the
+// hostname when the file leaves it empty.
+func Load(path string) (Config, error) {
+	c := Default()
+	if err := configfile.Load(path, &c); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return Config{}, fmt.Errorf("hostname: %w", err)
+		}
+		c.Hostname = h
+	}
+	return c, nil
+}
+
+// Validate reports every problem in c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: required"))
+	}
+	if len(c.Relays) == 0 {
+		errs = append(errs, errors.New("relays: at least one host:port required"))
+	}
+	for _, r := range c.Relays {
+		if host, port, err := net.SplitHostPort(r); err != nil || host == "" || port == "" {
+			errs = append(errs, fmt.Errorf("relays: %q: want host:port", r))
+		}
+	}
+	if c.RelayFingerprint != "" {
+		fp, err := identity.NormalizeFingerprint(c.RelayFingerprint)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("relay_fingerprint: %w", err))
+		} else {
+			c.RelayFingerprint = fp
+		}
+	}
+	if c.HeartbeatInterval < time.Second {
+		errs = append(errs, fmt.Errorf("heartbeat_interval: %s, want at least 1s", c.HeartbeatInterval))
+	}
+	if c.StatsInterval < time.Second {
+		errs = append(errs, fmt.Errorf("stats_interval: %s, want at least 1s", c.StatsInterval))
+	}
+	if c.Ring.MaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("ring.max_bytes: %d, want at least 1048576", c.Ring.MaxBytes))
+	}
+	if c.Batch.MaxEvents < 1 {
+		errs = append(errs, fmt.Errorf("batch.max_events: %d, want at least 1", c.Batch.MaxEvents))
+	}
+	// A batch must fit a frame with room for its envelope.
+	if c.Batch.MaxBytes < 1024 || c.Batch.MaxBytes > 2<<20 {
+		errs = append(errs, fmt.Errorf("batch.max_bytes: %d, want 1024..2097152", c.Batch.MaxBytes))
+	}
+	if c.Ring.MaxBytes > 0 && int64(c.Batch.MaxBytes) > c.Ring.MaxBytes/4 {
+		errs = append(errs, fmt.Errorf("batch.max_bytes: %d, want at most a quarter of ring.max_bytes", c.Batch.MaxBytes))
+	}
+	if c.Batch.MaxDelay < 0 {
+		errs = append(errs, fmt.Errorf("batch.max_delay: %s, want >= 0", c.Batch.MaxDelay))
+	}
+	if c.RedeliverAfter < time.Second {
+		errs = append(errs, fmt.Errorf("redeliver_after: %s, want at least 1s", c.RedeliverAfter))
+	}
+	for i, src := range c.Logs {
+		if len(src.Paths) == 0 {
+			errs = append(errs, fmt.Errorf("logs[%d].paths: at least one glob required", i))
+		}
+		for _, p := range src.Paths {
+			if err := ValidateGlob(p); err != nil {
+				errs = append(errs, fmt.Errorf("logs[%d].paths: %w", i, err))
+			}
+		}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q, want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q, want text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateGlob accepts absolute filepath.Match patterns ("*", "?", "[a-z]")
+// and refuses "**", which filepath.Match does not mean recursively.
+func ValidateGlob(p string) error {
+	if strings.Contains(p, "**") {
+		return fmt.Errorf("glob %q: \"**\" is not supported, use one \"*\" per directory level", p)
+	}
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("glob %q: want an absolute path", p)
+	}
+	if _, err := filepath.Match(p, ""); err != nil {
+		return fmt.Errorf("glob %q: %w", p, err)
+	}
+	return nil
+}
+
+// IdentityDir is where the agent's Ed25519 key lives.
+func (c *Config) IdentityDir() string { return filepath.Join(c.DataDir, "identity") }
+
+// RingDir is the disk ring's directory.
+func (c *Config) RingDir() string { return filepath.Join(c.DataDir, "ring") }
+
+// StatusPath is the status file the status command prints.
+func (c *Config) StatusPath() string { return filepath.Join(c.DataDir, "status.json") }

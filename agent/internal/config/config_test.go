@@ -1,0 +1,68 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "agent.yaml")
+	body := `data_dir: ` + dir + `
+relays: ["relay.example:443", "10.0.0.2:443"]
+relay_fingerprint: "SHA256:` + strings.Repeat("AB", 32) + `"
+hostname: h1
+batch: {max_delay: 250ms}
+logs:
+  - paths: ["/var/log/app/*.log", "/var/log/[a-z]*.log"]
+`
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.RelayFingerprint, strings.Repeat("ab", 32); got != want {
+		t.Errorf("fingerprint: got %q, want %q", got, want)
+	}
+	if got, want := c.Batch.MaxDelay, 250*time.Millisecond; got != want {
+		t.Errorf("max_delay: got %s, want %s", got, want)
+	}
+	if got, want := c.Batch.MaxEvents, 500; got != want {
+		t.Errorf("max_events default: got %d, want %d", got, want)
+	}
+	if got, want := c.HeartbeatInterval, 5*time.Minute; got != want {
+		t.Errorf("heartbeat default: got %s, want %s", got, want)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "relays: [a:1]\nbogus: 1\n", "bogus"},
+		{"no relays", "data_dir: /x\n", "relays"},
+		{"relay without port", "relays: [relay]\n", "host:port"},
+		{"double star", "relays: [a:1]\nlogs: [{paths: [\"/var/log/**/x.log\"]}]\n", `"**" is not supported`},
+		{"relative glob", "relays: [a:1]\nlogs: [{paths: [\"x/*.log\"]}]\n", "absolute"},
+		{"bad range", "relays: [a:1]\nlogs: [{paths: [\"/var/log/[a-.log\"]}]\n", "syntax"},
+		{"bad fingerprint", "relays: [a:1]\nrelay_fingerprint: abc\n", "fingerprint"},
+		{"tiny ring", "relays: [a:1]\nring: {max_bytes: 10}\n", "ring.max_bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "a.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
