@@ -211,7 +211,7 @@ func TestCheckpointMergeFurthest(t *testing.T) {
 	r := open(t, t.TempDir(), 1<<20, clk)
 	for _, c := range []Checkpoint{
 		{Dev: 1, Ino: 1, Offset: 500},
-		{Dev: 1, Ino: 1, Offset: 300},         // older: ignored
+		{Dev: 1, Ino: 1, Offset: 300},        // older: ignored
 		{Dev: 1, Ino: 1, Gen: 1, Offset: 10}, // after a truncation: wins
 		{Dev: 1, Ino: 2, Offset: 7},
 	} {
