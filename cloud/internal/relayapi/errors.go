@@ -1,0 +1,33 @@
+package relayapi
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gatehouse/gatehouse/cloud/internal/store"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+)
+
+// statusOf is the one place errors become HTTP and wire status codes.
+func statusOf(err error) (int, cloudv1.Status_Code) {
+	switch {
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, cloudv1.Status_CODE_BAD_REQUEST
+	case errors.Is(err, errBadEncoding), errors.Is(err, errMethodOrMedia):
+		return http.StatusUnsupportedMediaType, cloudv1.Status_CODE_BAD_REQUEST
+	case errors.Is(err, errBadRequest), errors.Is(err, store.ErrInvalid):
+		return http.StatusBadRequest, cloudv1.Status_CODE_BAD_REQUEST
+	case errors.Is(err, errUnauthorized), errors.Is(err, store.ErrUnauthenticated):
+		return http.StatusUnauthorized, cloudv1.Status_CODE_UNAUTHENTICATED
+	case errors.Is(err, store.ErrKeyInvalid):
+		return http.StatusForbidden, cloudv1.Status_CODE_KEY_INVALID
+	case errors.Is(err, store.ErrKeyExpired):
+		return http.StatusForbidden, cloudv1.Status_CODE_KEY_EXPIRED
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, cloudv1.Status_CODE_NOT_FOUND
+	case errors.Is(err, store.ErrClosed):
+		return http.StatusServiceUnavailable, cloudv1.Status_CODE_UNAVAILABLE
+	default:
+		return http.StatusInternalServerError, cloudv1.Status_CODE_INTERNAL
+	}
+}
