@@ -1,0 +1,190 @@
+package adminapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls the admin API.
+type Client struct {
+	base  string
+	token string
+	// HTTP is the client used; replace it for proxies or timeouts.
+	HTTP *http.Client
+}
+
+// NewClient returns a client for baseURL (e.g. "http://127.0.0.1:9200")
+// authenticating with the admin token.
+func NewClient(baseURL, token string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, HTTP: &http.Client{Timeout: time.Minute}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb ErrorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(b))
+		}
+		return &Error{StatusCode: resp.StatusCode, Message: eb.Error}
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func tpath(tenant string, rest ...string) string {
+	p := "/api/v1/tenants/" + url.PathEscape(tenant)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// CreateTenant creates a tenant.
+func (c *Client) CreateTenant(ctx context.Context, name string) (Tenant, error) {
+	var t Tenant
+	return t, c.do(ctx, "POST", "/api/v1/tenants", nil, NameRequest{Name: name}, &t)
+}
+
+// ListTenants lists tenants.
+func (c *Client) ListTenants(ctx context.Context) ([]Tenant, error) {
+	var ts []Tenant
+	return ts, c.do(ctx, "GET", "/api/v1/tenants", nil, nil, &ts)
+}
+
+// CreateSite creates a site in a tenant.
+func (c *Client) CreateSite(ctx context.Context, tenant, name string) (Site, error) {
+	var s Site
+	return s, c.do(ctx, "POST", tpath(tenant, "sites"), nil, NameRequest{Name: name}, &s)
+}
+
+// ListSites lists a tenant's sites.
+func (c *Client) ListSites(ctx context.Context, tenant string) ([]Site, error) {
+	var s []Site
+	return s, c.do(ctx, "GET", tpath(tenant, "sites"), nil, nil, &s)
+}
+
+// CreateGroup creates a group in a tenant.
+func (c *Client) CreateGroup(ctx context.Context, tenant, name string) (Group, error) {
+	var g Group
+	return g, c.do(ctx, "POST", tpath(tenant, "groups"), nil, NameRequest{Name: name}, &g)
+}
+
+// ListGroups lists a tenant's groups.
+func (c *Client) ListGroups(ctx context.Context, tenant string) ([]Group, error) {
+	var g []Group
+	return g, c.do(ctx, "GET", tpath(tenant, "groups"), nil, nil, &g)
+}
+
+// CreateRegistrationKey makes a key for a tenant's group; validFor 0 means
+// the server's default (one year).
+func (c *Client) CreateRegistrationKey(ctx context.Context, tenant, group string, validFor time.Duration) (RegistrationKey, error) {
+	req := CreateKeyRequest{GroupID: group}
+	if validFor > 0 {
+		req.ValidFor = validFor.String()
+	}
+	var k RegistrationKey
+	return k, c.do(ctx, "POST", tpath(tenant, "registration-keys"), nil, req, &k)
+}
+
+// ListRegistrationKeys lists a tenant's keys.
+func (c *Client) ListRegistrationKeys(ctx context.Context, tenant string) ([]RegistrationKey, error) {
+	var k []RegistrationKey
+	return k, c.do(ctx, "GET", tpath(tenant, "registration-keys"), nil, nil, &k)
+}
+
+// CreateEnrollmentToken makes a relay enrollment token for a tenant's site;
+// validFor 0 means the server's default (24h).
+func (c *Client) CreateEnrollmentToken(ctx context.Context, tenant, site string, validFor time.Duration) (EnrollmentToken, error) {
+	var req CreateTokenRequest
+	if validFor > 0 {
+		req.ValidFor = validFor.String()
+	}
+	var t EnrollmentToken
+	return t, c.do(ctx, "POST", tpath(tenant, "sites", url.PathEscape(site), "enrollment-tokens"), nil, req, &t)
+}
+
+// ListRelays lists a tenant's relays.
+func (c *Client) ListRelays(ctx context.Context, tenant string) ([]Relay, error) {
+	var r []Relay
+	return r, c.do(ctx, "GET", tpath(tenant, "relays"), nil, nil, &r)
+}
+
+// ListAgents lists a tenant's agents.
+func (c *Client) ListAgents(ctx context.Context, tenant string) ([]Agent, error) {
+	var a []Agent
+	return a, c.do(ctx, "GET", tpath(tenant, "agents"), nil, nil, &a)
+}
+
+// CountEvents counts a tenant's events, or one agent's when agentID is set.
+func (c *Client) CountEvents(ctx context.Context, tenant, agentID string) (uint64, error) {
+	q := url.Values{}
+	if agentID != "" {
+		q.Set("agent_id", agentID)
+	}
+	var n Count
+	err := c.do(ctx, "GET", tpath(tenant, "events", "count"), q, nil, &n)
+	return n.Count, err
+}
+
+// QueryEvents returns events with cursor > after (limit 0: server default).
+func (c *Client) QueryEvents(ctx context.Context, tenant, agentID string, after uint64, limit int) (EventsPage, error) {
+	q := url.Values{}
+	if agentID != "" {
+		q.Set("agent_id", agentID)
+	}
+	if after > 0 {
+		q.Set("after", strconv.FormatUint(after, 10))
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var p EventsPage
+	return p, c.do(ctx, "GET", tpath(tenant, "events"), q, nil, &p)
+}
+
+// Stats returns fleet-wide totals.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	return s, c.do(ctx, "GET", "/api/v1/stats", nil, nil, &s)
+}
