@@ -208,26 +208,40 @@ func (s *Spool) NewData() <-chan struct{} { return s.newData }
 // Append makes b durable, or says why not. It returns only after the batch
 // is fsynced (Spooled), or known (Duplicate), or refused (Full).
 func (s *Spool) Append(ctx context.Context, b *agentv1.EventBatch) (Result, error) {
+	wait, err := s.Submit(ctx, b)
+	if err != nil {
+		return 0, err
+	}
+	return wait(ctx)
+}
+
+// Submit queues b for the committer and returns a function that waits for
+// its result. Batches submitted one after another from one goroutine reach
+// the committer in that order, so a lane can pipeline appends and still
+// get results in its own order.
+func (s *Spool) Submit(ctx context.Context, b *agentv1.EventBatch) (wait func(context.Context) (Result, error), err error) {
 	data, err := proto.Marshal(b)
 	if err != nil {
-		return 0, fmt.Errorf("marshal batch %d: %w", b.GetSeq(), err)
+		return nil, fmt.Errorf("marshal batch %d: %w", b.GetSeq(), err)
 	}
 	r := &appendReq{b: b, data: data, done: make(chan appendResp, 1)}
 	select {
 	case s.reqs <- r:
 	case <-s.stopped:
-		return 0, ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return nil, ctx.Err()
 	}
-	// Once queued the committer always answers; waiting for it keeps the
-	// answer honest even when ctx ends (a later resend gets Duplicate).
-	select {
-	case resp := <-r.done:
-		return resp.res, resp.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
+	// Once queued the committer always answers; the answer stays honest
+	// even when ctx ends (a later resend gets Duplicate).
+	return func(ctx context.Context) (Result, error) {
+		select {
+		case resp := <-r.done:
+			return resp.res, resp.err
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}, nil
 }
 
 // Run runs the group committer and value-log GC until ctx ends.

@@ -1,0 +1,179 @@
+package ingress
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/proto/framing"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+)
+
+const helloTimeout = 15 * time.Second
+
+// serveConn owns one agent connection and every goroutine it starts.
+func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	log := s.log.With("remote", conn.RemoteAddr().String())
+	pub, err := identity.PeerEd25519(conn.ConnectionState().TLS)
+	if err != nil {
+		s.h.m.rejects.WithLabelValues("bad_client_cert").Inc()
+		log.Warn("agent refused", "err", err)
+		conn.CloseWithError(framing.CloseProtocol, "client certificate must be Ed25519")
+		return
+	}
+	agentID := identity.AgentID(pub)
+	log = log.With("agent_id", agentID)
+
+	hctx, hcancel := context.WithTimeout(ctx, helloTimeout)
+	ctrl, err := conn.AcceptStream(hctx)
+	hcancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.h.m.rejects.WithLabelValues("no_hello").Inc()
+			log.Info("agent sent no control stream", "err", err)
+		}
+		conn.CloseWithError(framing.CloseProtocol, "no control stream")
+		return
+	}
+	sess := newSession(agentID, ctrl, log)
+	// A fail closes the whole connection with the Error frame first.
+	var failOnce sync.Once
+	fail := func(ce *connError) {
+		failOnce.Do(func() {
+			s.h.m.rejects.WithLabelValues(reason(ce.code)).Inc()
+			log.Warn("closing agent connection", "code", ce.code.String(), "reason", ce.msg)
+			sess.sendNow(frame(&agentv1.Error{Code: ce.code, Message: ce.msg}))
+			// Closing at once would discard the Error frame in flight: give
+			// the agent a moment to read it and hang up itself.
+			select {
+			case <-conn.Context().Done():
+			case <-ctx.Done():
+			case <-time.After(s.errorGrace):
+			}
+			conn.CloseWithError(closeCode(ce.code), ce.msg)
+			cancel()
+		})
+	}
+	er := &errReader{r: ctrl}
+	rd := framing.NewReader(er, 0)
+	ctrl.SetReadDeadline(time.Now().Add(helloTimeout))
+	reply, ce := s.h.hello(ctx, er, rd, agentID, pub)
+	ctrl.SetReadDeadline(time.Time{})
+	if ce != nil {
+		fail(ce)
+		return
+	}
+	if err := sess.sendNow(frame(reply)); err != nil {
+		conn.CloseWithError(framing.CloseProtocol, "hello reply failed")
+		return
+	}
+	log.Info("agent connected")
+	s.connected.Add(1)
+	s.h.m.connected.Inc()
+	defer func() {
+		s.connected.Add(-1)
+		s.h.m.connected.Dec()
+		log.Info("agent disconnected")
+	}()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sess.writeLoop(ctx)
+	}()
+	s.hub.add(sess)
+	defer s.hub.remove(sess)
+	if seqs, err := s.h.store.PendingReceipts(agentID); err != nil {
+		log.Error("pending receipts", "err", err)
+	} else if len(seqs) > 0 {
+		s.hub.deliver(agentID, seqs)
+	}
+
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			st, err := conn.AcceptStream(ctx)
+			if err != nil {
+				cancel()
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ce := s.h.lane(ctx, agentID, st, st, func() { st.CancelRead(framing.CloseProtocol) })
+				if ce != nil {
+					// Tell the agent on the stream where it went wrong.
+					st.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					framing.Write(st, frame(&agentv1.Error{Code: ce.code, Message: ce.msg}))
+					fail(ce)
+					return
+				}
+				st.Close()
+			}()
+		}
+	}()
+	if ce := s.h.control(ctx, agentID, er, rd, sess.send); ce != nil {
+		fail(ce)
+		return
+	}
+	if ctx.Err() != nil && conn.Context().Err() == nil {
+		conn.CloseWithError(framing.CloseUnavailable, "relay shutting down")
+		return
+	}
+	conn.CloseWithError(framing.CloseNormal, "")
+}
+
+// session is an admitted agent's control stream writer. Frames from the
+// control loop and receipt pushes go through one queue and one writer.
+type session struct {
+	agentID string
+	log     *slog.Logger
+	mu      sync.Mutex // serializes writes
+	st      *quic.Stream
+	out     chan *agentv1.Frame
+}
+
+func newSession(agentID string, st *quic.Stream, log *slog.Logger) *session {
+	return &session{agentID: agentID, st: st, log: log, out: make(chan *agentv1.Frame, 64)}
+}
+
+func (s *session) sendNow(f *agentv1.Frame) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return framing.Write(s.st, f)
+}
+
+// send queues f; it fails (without blocking) when the queue is full.
+func (s *session) send(f *agentv1.Frame) error {
+	select {
+	case s.out <- f:
+		return nil
+	default:
+		return errQueueFull
+	}
+}
+
+func (s *session) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-s.out:
+			if err := s.sendNow(f); err != nil {
+				s.log.Debug("control write", "err", err)
+				return
+			}
+		}
+	}
+}

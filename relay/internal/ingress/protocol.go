@@ -1,0 +1,359 @@
+package ingress
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/proto/framing"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/spool"
+)
+
+// Store is what ingress needs of the spool (*spool.Spool implements it).
+type Store interface {
+	Submit(ctx context.Context, b *agentv1.EventBatch) (func(context.Context) (spool.Result, error), error)
+	Agent(agentID string) (spool.AgentRecord, error)
+	PutAgent(rec spool.AgentRecord, pending *cloudv1.RegisterAgentRequest) error
+	KeyHashes() (*cloudv1.ControlPollResponse, error)
+	PendingReceipts(agentID string) ([]uint64, error)
+	AckReceipts(agentID string, seqs []uint64) error
+}
+
+// Registrar registers agents with the cloud (*cloudclient.Client).
+type Registrar interface {
+	Register(ctx context.Context, req *cloudv1.RegisterAgentRequest) (*cloudv1.RegisterAgentResponse, error)
+}
+
+// handler is the agent protocol on plain byte streams, apart from QUIC, so
+// that tests and fuzzers can drive it with raw bytes.
+type handler struct {
+	store       Store
+	cloud       Registrar
+	m           *metrics
+	log         *slog.Logger
+	now         func() time.Time
+	relayID     func() string
+	tenantID    func() string
+	relays      []string
+	heartbeat   time.Duration
+	retryAfter  time.Duration
+	maxInflight int
+	regTimeout  time.Duration
+}
+
+func frame(m any) *agentv1.Frame {
+	switch v := m.(type) {
+	case *agentv1.HelloReply:
+		return &agentv1.Frame{Body: &agentv1.Frame_HelloReply{HelloReply: v}}
+	case *agentv1.HeartbeatReply:
+		return &agentv1.Frame{Body: &agentv1.Frame_HeartbeatReply{HeartbeatReply: v}}
+	case *agentv1.BatchAck:
+		return &agentv1.Frame{Body: &agentv1.Frame_BatchAck{BatchAck: v}}
+	case *agentv1.Delivered:
+		return &agentv1.Frame{Body: &agentv1.Frame_Delivered{Delivered: v}}
+	case *agentv1.Error:
+		return &agentv1.Frame{Body: &agentv1.Frame_Error{Error: v}}
+	}
+	panic("ingress: no frame for message")
+}
+
+// hello reads the Hello on the control stream and admits the agent.
+func (h *handler) hello(ctx context.Context, er *errReader, r *framing.Reader, agentID string, pub ed25519.PublicKey) (*agentv1.HelloReply, *connError) {
+	f := &agentv1.Frame{}
+	if err := r.Next(f); err != nil {
+		if er.err != nil {
+			return nil, failf(agentv1.Error_CODE_PROTOCOL, "no hello: %v", er.err)
+		}
+		if errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge) {
+			return nil, frameError(err)
+		}
+		return nil, failf(agentv1.Error_CODE_PROTOCOL, "no hello: %v", err)
+	}
+	hello := f.GetHello()
+	if hello == nil {
+		return nil, failf(agentv1.Error_CODE_PROTOCOL, "first frame must be hello")
+	}
+	rec, cerr := h.admit(ctx, agentID, pub, hello)
+	if cerr != nil {
+		return nil, cerr
+	}
+	return &agentv1.HelloReply{
+		AgentId:             agentID,
+		TenantId:            rec.TenantID,
+		GroupId:             rec.GroupID,
+		RelayId:             h.relayID(),
+		Relays:              h.relays,
+		HeartbeatIntervalMs: h.heartbeat.Milliseconds(),
+		MaxInflightBatches:  uint32(h.maxInflight),
+	}, nil
+}
+
+// admit returns a known agent's record or registers a new one: with the
+// cloud when it answers, else offline against the cached key hashes.
+func (h *handler) admit(ctx context.Context, agentID string, pub ed25519.PublicKey, hello *agentv1.Hello) (spool.AgentRecord, *connError) {
+	rec, err := h.store.Agent(agentID)
+	if err == nil {
+		return rec, nil
+	}
+	if !errors.Is(err, spool.ErrNotFound) {
+		h.log.Error("agent registry", "agent_id", agentID, "err", err)
+		return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
+	}
+	if hello.GetRegistrationKey() == "" {
+		return rec, failf(agentv1.Error_CODE_UNKNOWN_AGENT, "agent %s is not registered and sent no registration key", agentID)
+	}
+	req := &cloudv1.RegisterAgentRequest{
+		AgentId: agentID, PublicKey: pub, RegistrationKey: hello.GetRegistrationKey(),
+		Hostname: hello.GetHostname(), AgentVersion: hello.GetAgentVersion(), Os: hello.GetOs(),
+	}
+	err = errors.New("no cloud client")
+	var resp *cloudv1.RegisterAgentResponse
+	if h.cloud != nil {
+		rctx, cancel := context.WithTimeout(ctx, h.regTimeout)
+		resp, err = h.cloud.Register(rctx, req)
+		cancel()
+	}
+	if err == nil {
+		rec = spool.AgentRecord{AgentID: agentID, TenantID: resp.GetTenantId(), GroupID: resp.GetGroupId(), RegisteredAt: h.now()}
+		if err := h.store.PutAgent(rec, nil); err != nil {
+			h.log.Error("store agent", "agent_id", agentID, "err", err)
+			return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
+		}
+		h.m.registrations.WithLabelValues("cloud").Inc()
+		h.log.Info("agent registered", "agent_id", agentID, "hostname", hello.GetHostname(), "tenant_id", rec.TenantID, "group_id", rec.GroupID)
+		return rec, nil
+	}
+	var se *cloudclient.StatusError
+	if errors.As(err, &se) && !cloudclient.Unreachable(err) {
+		switch {
+		case se.Code == cloudv1.Status_CODE_KEY_EXPIRED:
+			return rec, failf(agentv1.Error_CODE_KEY_EXPIRED, "registration key expired")
+		case se.Code == cloudv1.Status_CODE_KEY_INVALID, se.HTTPStatus == 403:
+			return rec, failf(agentv1.Error_CODE_KEY_INVALID, "registration key invalid")
+		case se.HTTPStatus == 429:
+			return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "cloud busy, retry later")
+		default:
+			h.log.Error("cloud refused registration", "agent_id", agentID, "err", err)
+			return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registration failed")
+		}
+	}
+	h.log.Warn("cloud unreachable, registering agent offline", "agent_id", agentID, "err", err)
+	return h.admitOffline(agentID, req)
+}
+
+// admitOffline checks the key against the hashes from the last control
+// poll and registers the agent locally, pending reconcile by the uplink.
+func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest) (spool.AgentRecord, *connError) {
+	keys, err := h.store.KeyHashes()
+	if err != nil {
+		h.log.Error("key hashes", "err", err)
+		return spool.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "cannot verify key")
+	}
+	sum := sha256.Sum256([]byte(req.RegistrationKey))
+	var match *cloudv1.RegistrationKeyHash
+	for _, k := range keys.GetRegistrationKeys() {
+		if subtle.ConstantTimeCompare(k.GetSha256(), sum[:]) == 1 {
+			match = k
+			break
+		}
+	}
+	if match == nil || (h.tenantID() != "" && match.GetTenantId() != h.tenantID()) {
+		return spool.AgentRecord{}, failf(agentv1.Error_CODE_KEY_INVALID, "registration key invalid")
+	}
+	if exp := match.GetExpiresUnixMs(); exp != 0 && h.now().UnixMilli() >= exp {
+		return spool.AgentRecord{}, failf(agentv1.Error_CODE_KEY_EXPIRED, "registration key expired")
+	}
+	rec := spool.AgentRecord{AgentID: agentID, TenantID: match.GetTenantId(), GroupID: match.GetGroupId(), RegisteredAt: h.now(), Pending: true}
+	if err := h.store.PutAgent(rec, req); err != nil {
+		h.log.Error("store agent", "agent_id", agentID, "err", err)
+		return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
+	}
+	h.m.registrations.WithLabelValues("offline").Inc()
+	h.log.Info("agent registered offline, pending cloud reconcile", "agent_id", agentID, "tenant_id", rec.TenantID, "group_id", rec.GroupID)
+	return rec, nil
+}
+
+// control serves the control stream after the hello until it ends.
+func (h *handler) control(ctx context.Context, agentID string, er *errReader, r *framing.Reader, send func(*agentv1.Frame) error) *connError {
+	for {
+		f := &agentv1.Frame{}
+		if err := r.Next(f); err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil || er.err != nil {
+				return nil
+			}
+			if errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge) {
+				return frameError(err)
+			}
+			return nil // stream reset or connection gone
+		}
+		switch b := f.Body.(type) {
+		case *agentv1.Frame_Heartbeat:
+			if err := send(frame(&agentv1.HeartbeatReply{})); err != nil {
+				return nil
+			}
+		case *agentv1.Frame_ReceiptAck:
+			if err := h.store.AckReceipts(agentID, b.ReceiptAck.GetSeqs()); err != nil {
+				h.log.Error("receipt ack", "agent_id", agentID, "err", err)
+			}
+		case *agentv1.Frame_CommandResult:
+			cr := b.CommandResult
+			h.log.Info("command result", "agent_id", agentID, "command_id", cr.GetId(), "ok", cr.GetOk(), "reason", cr.GetReason(), "output_bytes", len(cr.GetOutput()))
+		default:
+			return failf(agentv1.Error_CODE_PROTOCOL, "unexpected %T on control stream", f.Body)
+		}
+	}
+}
+
+type laneAck struct {
+	ack *agentv1.BatchAck
+	err error
+}
+
+// lane serves one lane stream: EventBatch in, BatchAck out in the same
+// order. Up to maxInflight appends run at once so a lane keeps the group
+// committer fed.
+// abort, if not nil, is called when acks can no longer be sent, to unblock
+// the reader.
+func (h *handler) lane(ctx context.Context, agentID string, rd io.Reader, w io.Writer, abort func()) *connError {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if abort != nil {
+		stop := context.AfterFunc(ctx, abort)
+		defer stop()
+	}
+	er := &errReader{r: rd}
+	r := framing.NewReader(er, 0)
+	queue := make(chan chan laneAck, h.maxInflight)
+	var wg sync.WaitGroup
+	var werr *connError
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for done := range queue {
+			res := <-done
+			if werr != nil {
+				continue
+			}
+			if res.err != nil {
+				if ctx.Err() == nil {
+					h.log.Error("spool append", "agent_id", agentID, "err", res.err)
+				}
+				werr = failf(agentv1.Error_CODE_UNAVAILABLE, "spool unavailable")
+				cancel()
+				continue
+			}
+			if err := framing.Write(w, frame(res.ack)); err != nil {
+				werr = &connError{} // stream gone: nothing to tell
+				cancel()
+			}
+		}
+	}()
+	var rerr *connError
+	for ctx.Err() == nil {
+		f := &agentv1.Frame{}
+		if err := r.Next(f); err != nil {
+			if er.err == nil && !errors.Is(err, io.EOF) && (errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge)) {
+				rerr = frameError(err)
+			}
+			break
+		}
+		eb := f.GetEventBatch()
+		if eb == nil {
+			rerr = failf(agentv1.Error_CODE_PROTOCOL, "unexpected %T on lane stream", f.Body)
+			break
+		}
+		done := make(chan laneAck, 1)
+		start := time.Now()
+		if why := validate(agentID, eb); why != "" {
+			h.m.batches.WithLabelValues("rejected").Inc()
+			h.m.rejects.WithLabelValues("batch_" + why).Inc()
+			h.log.Warn("batch rejected", "agent_id", agentID, "seq", eb.GetSeq(), "reason", why)
+			done <- laneAck{ack: &agentv1.BatchAck{Seq: eb.GetSeq(), Status: agentv1.BatchAck_STATUS_REJECTED, Reason: why}}
+		} else if wait, err := h.store.Submit(ctx, eb); err != nil {
+			done <- laneAck{err: err}
+		} else {
+			go func() {
+				res, err := wait(ctx)
+				done <- laneAck{ack: h.ackFor(eb, res, start), err: err}
+			}()
+		}
+		select {
+		case queue <- done:
+		case <-ctx.Done():
+		}
+	}
+	close(queue)
+	wg.Wait()
+	if rerr != nil {
+		return rerr
+	}
+	if werr != nil && werr.code != 0 {
+		return werr
+	}
+	return nil
+}
+
+func (h *handler) ackFor(eb *agentv1.EventBatch, res spool.Result, start time.Time) *agentv1.BatchAck {
+	ack := &agentv1.BatchAck{Seq: eb.GetSeq()}
+	switch res {
+	case spool.Spooled:
+		ack.Status = agentv1.BatchAck_STATUS_SPOOLED
+		n := 0
+		for _, e := range eb.GetEvents() {
+			n += len(e)
+		}
+		h.m.bytesIn.Add(float64(n))
+		h.m.batches.WithLabelValues("spooled").Inc()
+	case spool.Duplicate:
+		ack.Status = agentv1.BatchAck_STATUS_DUPLICATE
+		h.m.batches.WithLabelValues("duplicate").Inc()
+	case spool.Full:
+		ack.Status = agentv1.BatchAck_STATUS_SPOOL_FULL
+		ack.RetryAfterMs = h.retryAfter.Milliseconds()
+		h.m.batches.WithLabelValues("full").Inc()
+	default:
+		return nil
+	}
+	h.m.ackSeconds.Observe(time.Since(start).Seconds())
+	return ack
+}
+
+// validate returns why a batch is rejected, or "".
+func validate(agentID string, eb *agentv1.EventBatch) string {
+	switch {
+	case eb.GetAgentId() != agentID:
+		return "agent_id_mismatch"
+	case eb.GetSeq() == 0:
+		return "seq_zero"
+	case eb.GetPriority() > agentv1.Priority_PRIORITY_FILE || eb.GetPriority() < 0:
+		return "bad_priority"
+	case len(eb.GetEvents()) == 0:
+		return "no_events"
+	}
+	return ""
+}
+
+// errReader remembers a transport error (stream reset, connection closed,
+// deadline) so it is not mistaken for a malformed frame: framing reports
+// any failure inside a length prefix as ErrBadFrame.
+type errReader struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		e.err = err
+	}
+	return n, err
+}

@@ -1,0 +1,181 @@
+// Package ingress accepts agents over QUIC: TLS 1.3 with pinned relay key and
+// agent client certificates, a control stream (hello, heartbeats, receipts)
+// and lane streams whose batches are acked only once the spool has them on
+// disk. See docs/design.md "Agent <-> relay".
+package ingress
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+
+	"github.com/gatehouse/gatehouse/internal/atomicfile"
+	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/proto/framing"
+)
+
+// Options configure a Server.
+type Options struct {
+	Listen            string   // UDP address
+	Advertise         []string // host:port agents are told (HelloReply.relays)
+	DataDir           string   // identity lives in <DataDir>/identity
+	Name              string   // certificate common name
+	Store             Store
+	Cloud             Registrar // nil: offline registration only
+	RelayID           func() string
+	TenantID          func() string
+	HeartbeatInterval time.Duration
+	RetryAfter        time.Duration // sent with SPOOL_FULL
+	MaxInflight       int           // per lane; default 64
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer
+	Now               func() time.Time
+}
+
+// Server is the agent listener. New binds; Run serves; Close is idempotent.
+type Server struct {
+	h    *handler
+	ln   *quic.Listener
+	fp   string
+	hub  *hub
+	log  *slog.Logger
+	once sync.Once
+
+	errorGrace time.Duration // wait after an Error frame before closing
+
+	connected atomic.Int64
+}
+
+// New loads the relay identity, writes its fingerprint file and binds the
+// UDP listener. It starts no goroutine.
+func New(o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = 64
+	}
+	if o.RelayID == nil {
+		o.RelayID = func() string { return "" }
+	}
+	if o.TenantID == nil {
+		o.TenantID = func() string { return "" }
+	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = 5 * time.Minute
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = 2 * time.Second
+	}
+	idDir := filepath.Join(o.DataDir, "identity")
+	id, err := identity.LoadOrCreate(idDir)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, a := range o.Advertise {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	cert, err := id.Certificate(o.Name, hosts)
+	if err != nil {
+		return nil, err
+	}
+	fp := id.Fingerprint()
+	if err := atomicfile.Write(filepath.Join(idDir, "fingerprint"), []byte(fp+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write relay fingerprint: %w", err)
+	}
+	tc := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+		NextProtos:   []string{framing.ALPN},
+	}
+	qc := &quic.Config{
+		MaxIdleTimeout:     2 * time.Minute,
+		KeepAlivePeriod:    30 * time.Second,
+		MaxIncomingStreams: 16,
+		// Lane streams carry up to MaxFrameSize frames.
+		MaxStreamReceiveWindow:     8 << 20,
+		MaxConnectionReceiveWindow: 24 << 20,
+	}
+	ln, err := quic.ListenAddr(o.Listen, tc, qc)
+	if err != nil {
+		return nil, fmt.Errorf("listen quic %s: %w", o.Listen, err)
+	}
+	log := o.Logger.With("component", "ingress")
+	s := &Server{
+		ln:         ln,
+		fp:         fp,
+		errorGrace: time.Second,
+		log:        log,
+		h: &handler{
+			store: o.Store, cloud: o.Cloud, m: newMetrics(o.Registerer), log: log, now: o.Now,
+			relayID: o.RelayID, tenantID: o.TenantID, relays: o.Advertise,
+			heartbeat: o.HeartbeatInterval, retryAfter: o.RetryAfter, maxInflight: o.MaxInflight,
+			regTimeout: 10 * time.Second,
+		},
+	}
+	s.hub = newHub(s.h.m, log)
+	return s, nil
+}
+
+// Addr is the bound UDP address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Fingerprint is the relay key's fingerprint agents pin.
+func (s *Server) Fingerprint() string { return s.fp }
+
+// Connected is the number of admitted agent connections.
+func (s *Server) Connected() int { return int(s.connected.Load()) }
+
+// Delivered pushes receipts to agentID if it is connected. It never blocks:
+// receipts are durable and sent again at the agent's next connect.
+func (s *Server) Delivered(agentID string, seqs []uint64) { s.hub.deliver(agentID, seqs) }
+
+// Run accepts connections until ctx ends, then closes them all and waits
+// for their goroutines.
+func (s *Server) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer s.Close()
+	for {
+		conn, err := s.ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, conn)
+		}()
+	}
+}
+
+// Close stops the listener. Idempotent.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() { err = s.ln.Close() })
+	return err
+}

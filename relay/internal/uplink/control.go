@@ -1,0 +1,90 @@
+package uplink
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/spool"
+)
+
+// pollLoop long-polls the control channel and caches the registration key
+// hashes the relay needs to register agents while the cloud is away.
+func (u *Uplink) pollLoop(ctx context.Context) {
+	cached, err := u.o.Spool.KeyHashes()
+	if err != nil {
+		u.log.Warn("read cached key hashes", "err", err)
+		cached = &cloudv1.ControlPollResponse{}
+	}
+	since := cached.GetVersion()
+	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
+	for ctx.Err() == nil {
+		start := u.o.Clock.Now()
+		resp, err := u.o.Client.Poll(ctx, &cloudv1.ControlPollRequest{SinceVersion: since, WaitMs: u.o.PollWait.Milliseconds()})
+		if ctx.Err() != nil {
+			return
+		}
+		u.callResult(err)
+		if err != nil {
+			d := max(bo.next(), cloudclient.RetryAfter(err))
+			u.log.Warn("control poll failed", "err", err, "retry_in", d)
+			if !u.sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		if resp.GetVersion() != since || since == 0 {
+			if err := u.o.Spool.PutKeyHashes(resp); err != nil {
+				u.log.Error("store key hashes", "err", err)
+			} else {
+				since = resp.GetVersion()
+				u.log.Debug("control state", "version", since, "registration_keys", len(resp.GetRegistrationKeys()))
+			}
+		}
+		// A cloud that answers at once must not turn this into a hot loop.
+		if el := u.o.Clock.Now().Sub(start); el < time.Second {
+			if !u.sleep(ctx, time.Second-el) {
+				return
+			}
+		}
+	}
+}
+
+// reconcile registers with the cloud every agent registered offline. It
+// returns an error while the cloud is unreachable; a refused registration
+// forgets the agent (its batches will then be rejected and counted).
+func (u *Uplink) reconcile(ctx context.Context) error {
+	pending, err := u.o.Spool.PendingRegistrations()
+	if err != nil {
+		return err
+	}
+	for _, req := range pending {
+		resp, err := u.o.Client.Register(ctx, req)
+		u.callResult(err)
+		if err != nil {
+			var se *cloudclient.StatusError
+			if cloudclient.Retryable(err) || !errors.As(err, &se) {
+				return err
+			}
+			u.log.Error("cloud refused offline-registered agent, forgetting it", "agent_id", req.AgentId, "err", err)
+			u.m.reconciled.WithLabelValues("refused").Inc()
+			if err := u.o.Spool.ReconcileDone(req.AgentId, nil); err != nil {
+				return err
+			}
+			continue
+		}
+		rec := &spool.AgentRecord{AgentID: req.AgentId, TenantID: resp.TenantId, GroupID: resp.GroupId, RegisteredAt: u.o.Clock.Now()}
+		if a, err := u.o.Spool.Agent(req.AgentId); err == nil {
+			rec.RegisteredAt = a.RegisteredAt
+		}
+		if err := u.o.Spool.ReconcileDone(req.AgentId, rec); err != nil {
+			return err
+		}
+		u.m.reconciled.WithLabelValues("ok").Inc()
+		u.log.Info("offline registration reconciled", "agent_id", req.AgentId, "tenant_id", resp.TenantId, "group_id", resp.GroupId)
+	}
+	return nil
+}

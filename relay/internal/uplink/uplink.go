@@ -1,0 +1,325 @@
+// Package uplink moves spooled batches to the cloud, oldest first, in
+// coalesced zstd uploads, deleting them only on the cloud's ack; it also
+// enrolls the relay, keeps the control long-poll (registration key hashes)
+// and registers agents that were registered offline.
+package uplink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/spool"
+)
+
+// Clock is the time source for waits; tests may inject their own.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options configure an Uplink.
+type Options struct {
+	Spool           *spool.Spool
+	Client          *cloudclient.Client
+	DataDir         string // where enrollment.pb lives
+	EnrollmentToken string
+	Name            string // relay name sent at enrollment
+	MaxUploadBytes  int
+	MaxUploadAge    time.Duration
+	MinBackoff      time.Duration
+	MaxBackoff      time.Duration
+	PollWait        time.Duration // long-poll wait asked of the cloud; default 25s
+	// Delivered is called with the receipts of every acked upload.
+	Delivered  func(agentID string, seqs []uint64)
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      Clock
+}
+
+// Status is what /v1/status shows of the uplink.
+type Status struct {
+	UploadedBatches int64  `json:"uploaded_batches"`
+	LastError       string `json:"last_error"`
+	CloudReachable  bool   `json:"cloud_reachable"`
+}
+
+// Uplink is the spool -> cloud mover. New starts nothing; Run does.
+type Uplink struct {
+	o   Options
+	log *slog.Logger
+	m   *metrics
+
+	enrolled chan struct{}
+	enroll   atomic.Pointer[cloudv1.EnrollResponse]
+
+	uploaded  atomic.Int64
+	reachable atomic.Bool
+	mu        sync.Mutex
+	lastErr   string
+}
+
+// New checks options and builds an Uplink.
+func New(o Options) *Uplink {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.MaxUploadBytes <= 0 {
+		o.MaxUploadBytes = 4 << 20
+	}
+	if o.MaxUploadAge <= 0 {
+		o.MaxUploadAge = time.Second
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 250 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.PollWait <= 0 {
+		o.PollWait = 25 * time.Second
+	}
+	if o.Delivered == nil {
+		o.Delivered = func(string, []uint64) {}
+	}
+	return &Uplink{o: o, log: o.Logger.With("component", "uplink"), m: newMetrics(o.Registerer), enrolled: make(chan struct{})}
+}
+
+// Enrollment returns the relay's enrollment, or nil before it has one.
+func (u *Uplink) Enrollment() *cloudv1.EnrollResponse { return u.enroll.Load() }
+
+// Enrolled is closed once the relay has credentials.
+func (u *Uplink) Enrolled() <-chan struct{} { return u.enrolled }
+
+// Status returns the uplink's state.
+func (u *Uplink) Status() Status {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return Status{UploadedBatches: u.uploaded.Load(), LastError: u.lastErr, CloudReachable: u.reachable.Load()}
+}
+
+// Run enrolls if needed, then uploads and polls until ctx ends.
+func (u *Uplink) Run(ctx context.Context) error {
+	if err := u.ensureEnrolled(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		u.pollLoop(ctx)
+	}()
+	u.uploadLoop(ctx)
+	wg.Wait()
+	return nil
+}
+
+// ensureEnrolled loads enrollment.pb or enrolls, retrying while the cloud
+// is unreachable. A refused token is fatal: retrying will not help.
+func (u *Uplink) ensureEnrolled(ctx context.Context) error {
+	host, _ := os.Hostname()
+	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
+	for {
+		e, err := u.o.Client.EnsureEnrolled(ctx, u.o.DataDir, u.o.EnrollmentToken,
+			&cloudv1.EnrollRequest{RelayName: u.o.Name, Hostname: host})
+		if err == nil {
+			u.enroll.Store(e)
+			close(u.enrolled)
+			u.log.Info("relay enrolled", "relay_id", e.RelayId, "tenant_id", e.TenantId, "site_id", e.SiteId)
+			u.callResult(nil)
+			return nil
+		}
+		u.callResult(err)
+		var se *cloudclient.StatusError
+		if !cloudclient.Retryable(err) || (errors.As(err, &se) && se.HTTPStatus < 500 && se.HTTPStatus != 429) {
+			return fmt.Errorf("relay enrollment: %w", err)
+		}
+		d := max(bo.next(), cloudclient.RetryAfter(err))
+		u.log.Warn("enrollment failed, retrying", "err", err, "retry_in", d)
+		if !u.sleep(ctx, d) {
+			return ctx.Err()
+		}
+	}
+}
+
+// callResult records the outcome of a cloud call for status and metrics.
+func (u *Uplink) callResult(err error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err == nil {
+		u.reachable.Store(true)
+		u.m.reachable.Set(1)
+		u.lastErr = ""
+		return
+	}
+	u.lastErr = err.Error()
+	if cloudclient.Unreachable(err) {
+		u.reachable.Store(false)
+		u.m.reachable.Set(0)
+	} else {
+		u.reachable.Store(true)
+		u.m.reachable.Set(1)
+	}
+}
+
+func (u *Uplink) sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-u.o.Clock.After(d):
+		return true
+	}
+}
+
+// uploadLoop: wait for data, let a partial upload fill for up to
+// MaxUploadAge (security batches go at once), register offline-registered
+// agents, then upload and retry the same upload until the cloud acks it.
+func (u *Uplink) uploadLoop(ctx context.Context) {
+	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
+	for ctx.Err() == nil {
+		items, err := u.collect(ctx)
+		if err != nil {
+			u.log.Error("read spool", "err", err)
+			if !u.sleep(ctx, u.o.MaxBackoff) {
+				return
+			}
+			continue
+		}
+		if len(items) == 0 {
+			return // ctx ended
+		}
+		if err := u.reconcile(ctx); err != nil {
+			d := max(bo.next(), cloudclient.RetryAfter(err))
+			u.m.backoff.Set(d.Seconds())
+			u.log.Warn("agent registration reconcile failed, uploads wait", "err", err, "retry_in", d)
+			if !u.sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		req := &cloudv1.UploadRequest{UploadId: newUploadID(), Batches: make([]*agentv1.EventBatch, len(items))}
+		for i, it := range items {
+			req.Batches[i] = it.Batch
+		}
+		ack := u.uploadWithRetry(ctx, req, &bo)
+		if ack == nil {
+			return // ctx ended
+		}
+		u.finish(items, ack)
+	}
+}
+
+// collect returns the next upload's items, waiting for data and for a
+// partial upload to fill. It returns nil when ctx ends.
+func (u *Uplink) collect(ctx context.Context) ([]spool.Item, error) {
+	sp := u.o.Spool
+	var deadline <-chan time.Time
+	for {
+		if sp.Stats().Batches > 0 {
+			items, err := sp.Peek(u.o.MaxUploadBytes)
+			if err != nil {
+				return nil, err
+			}
+			size := 0
+			for _, it := range items {
+				size += it.Size
+			}
+			urgent := len(items) > 0 && items[0].Batch.GetPriority() == agentv1.Priority_PRIORITY_SECURITY
+			if len(items) > 0 && (urgent || size >= u.o.MaxUploadBytes || len(items) < int(sp.Stats().Batches)) {
+				return items, nil
+			}
+			if len(items) > 0 && deadline == nil {
+				deadline = u.o.Clock.After(u.o.MaxUploadAge)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-sp.NewData():
+		case <-deadline:
+			items, err := sp.Peek(u.o.MaxUploadBytes)
+			if err != nil || len(items) > 0 {
+				return items, err
+			}
+			deadline = nil
+		}
+	}
+}
+
+func (u *Uplink) uploadWithRetry(ctx context.Context, req *cloudv1.UploadRequest, bo *backoff) *cloudv1.UploadAck {
+	for {
+		ack, sizes, err := u.o.Client.Upload(ctx, req)
+		u.callResult(err)
+		if err == nil {
+			bo.reset()
+			u.m.backoff.Set(0)
+			u.m.uploads.WithLabelValues("ok").Inc()
+			u.m.uploadBytes.WithLabelValues("raw").Add(float64(sizes.Raw))
+			u.m.uploadBytes.WithLabelValues("compressed").Add(float64(sizes.Compressed))
+			u.log.Debug("uploaded", "upload_id", req.UploadId, "batches", len(req.Batches),
+				"raw_bytes", sizes.Raw, "zstd_bytes", sizes.Compressed, "accepted", ack.Accepted, "duplicates", ack.Duplicates)
+			return ack
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		u.m.uploads.WithLabelValues("error").Inc()
+		d := max(bo.next(), cloudclient.RetryAfter(err))
+		u.m.backoff.Set(d.Seconds())
+		u.log.Warn("upload failed, retrying the same upload", "upload_id", req.UploadId, "batches", len(req.Batches), "err", err, "retry_in", d)
+		if !u.sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+// finish deletes acked batches with their receipts and tells the agents.
+func (u *Uplink) finish(items []spool.Item, ack *cloudv1.UploadAck) {
+	for _, r := range ack.GetRejected() {
+		u.log.Warn("cloud rejected batch, dropping it", "agent_id", r.AgentId, "seq", r.Seq, "reason", r.Reason)
+	}
+	u.m.rejected.Add(float64(len(ack.GetRejected())))
+	u.m.batches.WithLabelValues("accepted").Add(float64(ack.GetAccepted()))
+	u.m.batches.WithLabelValues("duplicate").Add(float64(ack.GetDuplicates()))
+	u.m.batches.WithLabelValues("rejected").Add(float64(len(ack.GetRejected())))
+	receipts, err := u.o.Spool.Complete(items)
+	if err != nil {
+		// The batches stay spooled and will be uploaded again: the cloud
+		// dedups them, so nothing is lost or counted twice.
+		u.log.Error("complete upload", "err", err)
+		return
+	}
+	u.uploaded.Add(int64(len(items)))
+	for agent, seqs := range receipts {
+		u.o.Delivered(agent, seqs)
+	}
+}
+
+func newUploadID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
