@@ -1,0 +1,219 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/proto/framing"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+const (
+	defaultInflight = 32
+	helloTimeout    = 15 * time.Second
+	eventBatchField = 5 // agentv1.Frame.event_batch
+)
+
+var lanes = []agentv1.Priority{
+	agentv1.Priority_PRIORITY_SECURITY,
+	agentv1.Priority_PRIORITY_BULK,
+	agentv1.Priority_PRIORITY_FILE,
+}
+
+// session is one connection to a relay.
+type session struct {
+	c    *Client
+	conn *quic.Conn
+	addr string
+
+	ctrl     io.Writer // the control stream
+	ctrlMu   sync.Mutex // one writer at a time on the control stream
+	inflight int
+	hbEvery  time.Duration
+
+	wg      sync.WaitGroup
+	errOnce sync.Once
+	err     error
+	cancel  context.CancelFunc
+}
+
+// fail records the first error and ends the session.
+func (s *session) fail(err error) {
+	s.errOnce.Do(func() { s.err = err })
+	s.cancel()
+}
+
+func (s *session) serve(ctx context.Context) (healthy bool, err error) {
+	defer s.conn.CloseWithError(framing.CloseNormal, "")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.cancel = cancel
+
+	rep, rd, err := s.handshake(ctx)
+	if err != nil {
+		return false, err
+	}
+	s.c.registered(rep)
+	s.inflight = int(rep.GetMaxInflightBatches())
+	if s.inflight <= 0 {
+		s.inflight = defaultInflight
+	}
+	s.hbEvery = s.c.opts.HeartbeatInterval
+	if ms := rep.GetHeartbeatIntervalMs(); ms > 0 {
+		s.hbEvery = time.Duration(ms) * time.Millisecond
+	}
+	s.c.setStatus(func(st *Status) { st.State = StateConnected; st.Relay = s.addr; st.LastError = "" })
+	s.c.log.Info("connected to relay", "relay", s.addr, "agent_id", rep.GetAgentId(), "max_inflight", s.inflight)
+
+	run := func(f func(context.Context) error) {
+		s.wg.Go(func() {
+			if err := f(ctx); err != nil {
+				s.fail(err)
+			}
+		})
+	}
+	run(func(ctx context.Context) error { return s.readControl(ctx, rd) })
+	run(s.heartbeats)
+	for _, l := range lanes {
+		run(func(ctx context.Context) error { return s.runLane(ctx, l) })
+	}
+	// Unblock stream reads when the session ends for any reason.
+	go func() {
+		<-ctx.Done()
+		s.conn.CloseWithError(framing.CloseNormal, "")
+	}()
+	s.wg.Wait()
+	if s.err == nil {
+		s.err = errors.New("session ended")
+	}
+	return true, s.err
+}
+
+func (s *session) handshake(ctx context.Context) (*agentv1.HelloReply, *framing.Reader, error) {
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	defer cancel()
+	ctrl, err := s.conn.OpenStreamSync(hctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay %s: open control stream: %w", s.addr, fromClose(err))
+	}
+	s.ctrl = ctrl
+	if err := s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_Hello{Hello: s.c.hello()}}); err != nil {
+		return nil, nil, fmt.Errorf("relay %s: send hello: %w", s.addr, fromClose(err))
+	}
+	ctrl.SetReadDeadline(time.Now().Add(helloTimeout))
+	rd := framing.NewReader(ctrl, 0)
+	var f agentv1.Frame
+	if err := rd.Next(&f); err != nil {
+		return nil, nil, fmt.Errorf("relay %s: read hello reply: %w", s.addr, fromClose(err))
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	switch b := f.Body.(type) {
+	case *agentv1.Frame_HelloReply:
+		return b.HelloReply, rd, nil
+	case *agentv1.Frame_Error:
+		return nil, nil, &RelayError{Code: b.Error.GetCode(), Message: b.Error.GetMessage()}
+	default:
+		return nil, nil, fmt.Errorf("relay %s: got %T before hello reply", s.addr, f.Body)
+	}
+}
+
+func (s *session) writeControl(f *agentv1.Frame) error {
+	s.ctrlMu.Lock()
+	defer s.ctrlMu.Unlock()
+	return framing.Write(s.ctrl, f)
+}
+
+func (s *session) readControl(ctx context.Context, rd *framing.Reader) error {
+	for {
+		var f agentv1.Frame
+		if err := rd.Next(&f); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay %s: control stream: %w", s.addr, fromClose(err))
+		}
+		switch b := f.Body.(type) {
+		case *agentv1.Frame_Delivered:
+			if err := s.delivered(b.Delivered.GetSeqs()); err != nil {
+				return err
+			}
+		case *agentv1.Frame_HeartbeatReply:
+			for _, cmd := range b.HeartbeatReply.GetCommands() {
+				s.command(cmd)
+			}
+		case *agentv1.Frame_Command:
+			s.command(b.Command)
+		case *agentv1.Frame_Error:
+			return &RelayError{Code: b.Error.GetCode(), Message: b.Error.GetMessage()}
+		default:
+			s.c.log.Debug("ignoring unexpected control frame", "type", fmt.Sprintf("%T", f.Body))
+		}
+	}
+}
+
+func (s *session) delivered(seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	n, err := s.c.opts.Ring.Deliver(seqs)
+	if err != nil {
+		// Not acked: the relay sends the receipt again on the next connect.
+		s.c.log.Error("forget delivered batches", "err", err)
+		return nil
+	}
+	s.c.log.Debug("batches delivered", "seqs", len(seqs), "known", n)
+	return s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_ReceiptAck{ReceiptAck: &agentv1.ReceiptAck{Seqs: seqs}}})
+}
+
+// command answers server-initiated actions; none is implemented yet.
+func (s *session) command(cmd *agentv1.Command) {
+	s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetType())
+	_ = s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: &agentv1.CommandResult{
+		Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetType(),
+	}}})
+}
+
+func (s *session) heartbeats(ctx context.Context) error {
+	t := time.NewTicker(s.hbEvery)
+	defer t.Stop()
+	for {
+		hb := &agentv1.Heartbeat{
+			AgentVersion:   s.c.opts.Version,
+			ContentVersion: s.c.opts.ContentVersion,
+			SentUnixMs:     s.c.opts.Now().UnixMilli(),
+		}
+		if s.c.opts.Stats != nil {
+			hb.Stats = s.c.opts.Stats()
+		}
+		if err := s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_Heartbeat{Heartbeat: hb}}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("relay %s: send heartbeat: %w", s.addr, fromClose(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// batchFrame wraps a serialized EventBatch as a length-prefixed Frame
+// without decoding it.
+func batchFrame(batch []byte) ([]byte, error) {
+	body := protowire.AppendTag(nil, eventBatchField, protowire.BytesType)
+	body = protowire.AppendBytes(body, batch)
+	if len(body) > framing.MaxFrameSize {
+		return nil, fmt.Errorf("%w: %d bytes", framing.ErrFrameTooLarge, len(body))
+	}
+	out := binary.AppendUvarint(make([]byte, 0, len(body)+binary.MaxVarintLen64), uint64(len(body)))
+	return append(out, body...), nil
+}
