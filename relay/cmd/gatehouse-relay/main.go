@@ -1,0 +1,85 @@
+// Command gatehouse-relay is the Gatehouse edge relay daemon.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse/gatehouse/internal/logging"
+	"github.com/gatehouse/gatehouse/relay/internal/config"
+	"github.com/gatehouse/gatehouse/relay/internal/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	var cfgFile, dataDir, listen, adminListen string
+	cmd := &cobra.Command{
+		Use:           "gatehouse-relay",
+		Short:         "Gatehouse edge relay: agents in over QUIC, durable spool, batches out to the cloud",
+		Version:       version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, cfgFile, dataDir, listen, adminListen)
+			if err != nil {
+				return err
+			}
+			log, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			d, err := daemon.New(cfg, log)
+			if err != nil {
+				return err
+			}
+			return d.Run(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfgFile, "config", "c", "", "YAML config file")
+	f.StringVar(&dataDir, "data-dir", "", "override data_dir")
+	f.StringVar(&listen, "listen", "", "override listen (UDP host:port for QUIC)")
+	f.StringVar(&adminListen, "admin-listen", "", "override admin_listen")
+	// Room for `gatehouse-relay cluster ...` and other subcommands.
+	return cmd
+}
+
+func loadConfig(cmd *cobra.Command, path, dataDir, listen, adminListen string) (config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	if cmd.Flags().Changed("data-dir") {
+		cfg.DataDir = dataDir
+	}
+	if cmd.Flags().Changed("listen") {
+		cfg.Listen = listen
+	}
+	if cmd.Flags().Changed("admin-listen") {
+		cfg.AdminListen = adminListen
+	}
+	cfg.Finish()
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/relay/internal/config"
+)
+
+func TestSampleConfigParses(t *testing.T) {
+	cmd := newRootCmd()
+	if err := cmd.ParseFlags([]string{"--listen", ":8443"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(cmd, "testdata/relay.yaml", "", ":8443", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config.Default()
+	tests := []struct {
+		name      string
+		got, want any
+	}{
+		{"name", cfg.Name, "relay-dmz-1"},
+		{"listen (flag)", cfg.Listen, ":8443"},
+		{"advertise", cfg.Advertise, "relay.site.example:443"},
+		{"cloud.url", cfg.Cloud.URL, "https://cloud.example:8443"},
+		{"spool.max_bytes", cfg.Spool.MaxBytes, want.Spool.MaxBytes},
+		{"uplink.max_upload_age", cfg.Uplink.MaxUploadAge, time.Second},
+		{"heartbeat_interval", cfg.HeartbeatInterval, 5 * time.Minute},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,204 @@
+// Package daemon wires the relay: config, identity, spool, ingress, uplink
+// and the admin HTTP server (metrics, health, /v1/status).
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/gatehouse/gatehouse/internal/adminhttp"
+	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/config"
+	"github.com/gatehouse/gatehouse/relay/internal/ingress"
+	"github.com/gatehouse/gatehouse/relay/internal/spool"
+	"github.com/gatehouse/gatehouse/relay/internal/uplink"
+)
+
+// Daemon is a whole relay. New opens and binds everything; Run serves.
+type Daemon struct {
+	cfg    config.Config
+	log    *slog.Logger
+	spool  *spool.Spool
+	client *cloudclient.Client
+	in     *ingress.Server
+	up     *uplink.Uplink
+	admin  *adminhttp.Server
+
+	once sync.Once
+}
+
+// New opens the spool, binds the agent and admin listeners and prepares the
+// uplink. It starts no goroutine. cfg must be validated.
+func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	if e, err := cloudclient.LoadEnrollment(cfg.DataDir); err != nil {
+		return nil, err
+	} else if e == nil && cfg.Cloud.EnrollmentToken == "" {
+		return nil, fmt.Errorf("relay not enrolled (%s absent): set cloud.enrollment_token", filepath.Join(cfg.DataDir, cloudclient.EnrollmentFile))
+	}
+	d := &Daemon{cfg: cfg, log: log}
+	var err error
+	d.admin, err = adminhttp.New(cfg.AdminListen, d.ready)
+	if err != nil {
+		return nil, err
+	}
+	reg := d.admin.Registry
+	d.spool, err = spool.Open(spool.Options{
+		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes, Logger: log.With("component", "spool"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.client, err = cloudclient.New(cloudclient.Options{
+		URL: cfg.Cloud.URL, CAFile: cfg.Cloud.CAFile, Fingerprint: cfg.Cloud.Fingerprint, Timeout: cfg.Uplink.RequestTimeout,
+	})
+	if err != nil {
+		d.spool.Close()
+		return nil, err
+	}
+	d.up = uplink.New(uplink.Options{
+		Spool: d.spool, Client: d.client, DataDir: cfg.DataDir, EnrollmentToken: cfg.Cloud.EnrollmentToken, Name: cfg.Name,
+		MaxUploadBytes: cfg.Uplink.MaxUploadBytes, MaxUploadAge: cfg.Uplink.MaxUploadAge,
+		MinBackoff: cfg.Uplink.MinBackoff, MaxBackoff: cfg.Uplink.MaxBackoff,
+		PollWait:  min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
+		Delivered: func(agent string, seqs []uint64) { d.in.Delivered(agent, seqs) },
+		Logger:    log, Registerer: reg,
+	})
+	d.in, err = ingress.New(ingress.Options{
+		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
+		Store: d.spool, Cloud: d.registrar(),
+		RelayID: func() string {
+			if e := d.up.Enrollment(); e != nil {
+				return e.RelayId
+			}
+			return ""
+		},
+		TenantID: func() string {
+			if e := d.up.Enrollment(); e != nil {
+				return e.TenantId
+			}
+			return ""
+		},
+		HeartbeatInterval: cfg.HeartbeatInterval, RetryAfter: cfg.Spool.RetryAfter,
+		Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		d.spool.Close()
+		return nil, err
+	}
+	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
+	return d, nil
+}
+
+// registrar hands ingress the cloud client once the relay is enrolled;
+// before that, registrations take the offline path.
+func (d *Daemon) registrar() ingress.Registrar { return enrolledRegistrar{d} }
+
+// AgentAddr is the bound QUIC address.
+func (d *Daemon) AgentAddr() string { return d.in.Addr().String() }
+
+// AdminAddr is the bound admin HTTP address.
+func (d *Daemon) AdminAddr() string { return d.admin.Addr() }
+
+// Fingerprint is the relay key's fingerprint.
+func (d *Daemon) Fingerprint() string { return d.in.Fingerprint() }
+
+// Run serves until ctx ends or a component fails, then stops everything,
+// waits for it and closes the spool.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	// The spool committer outlives ingress so in-flight appends are answered.
+	spoolCtx, stopSpool := context.WithCancel(context.Background())
+	spoolDone := make(chan struct{})
+	go func() { defer close(spoolDone); d.spool.Run(spoolCtx) }()
+	run("ingress", d.in.Run)
+	run("uplink", d.up.Run)
+	run("admin", d.admin.Run)
+	d.log.Info("relay running", "name", d.cfg.Name, "listen", d.AgentAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
+	<-ctx.Done()
+	wg.Wait()
+	stopSpool()
+	<-spoolDone
+	d.Close()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	d.log.Info("relay stopped")
+	return errors.Join(errs...)
+}
+
+// Close releases what New opened. Idempotent; Run calls it.
+func (d *Daemon) Close() error {
+	var err error
+	d.once.Do(func() {
+		d.in.Close()
+		d.client.Close()
+		err = d.spool.Close()
+	})
+	return err
+}
+
+func (d *Daemon) ready() error {
+	if d.in == nil || d.spool == nil {
+		return errors.New("starting")
+	}
+	return nil
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	RelayID         string        `json:"relay_id"`
+	Name            string        `json:"name"`
+	Listen          string        `json:"listen"`
+	Fingerprint     string        `json:"fingerprint"`
+	AgentsConnected int           `json:"agents_connected"`
+	Spool           SpoolStatus   `json:"spool"`
+	Uplink          uplink.Status `json:"uplink"`
+	ReceiptsPending int64         `json:"receipts_pending"`
+}
+
+// SpoolStatus is the spool part of Status.
+type SpoolStatus struct {
+	Batches  int64 `json:"batches"`
+	Bytes    int64 `json:"bytes"`
+	MaxBytes int64 `json:"max_bytes"`
+	Full     bool  `json:"full"`
+}
+
+func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
+	st := d.spool.Stats()
+	s := Status{
+		Name: d.cfg.Name, Listen: d.AgentAddr(), Fingerprint: d.Fingerprint(), AgentsConnected: d.in.Connected(),
+		Spool:  SpoolStatus{Batches: st.Batches, Bytes: st.Bytes, MaxBytes: st.MaxBytes, Full: st.Full},
+		Uplink: d.up.Status(), ReceiptsPending: st.Receipts,
+	}
+	if e := d.up.Enrollment(); e != nil {
+		s.RelayID = e.RelayId
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(s)
+}
