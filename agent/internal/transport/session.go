@@ -33,7 +33,7 @@ type session struct {
 	conn *quic.Conn
 	addr string
 
-	ctrl     io.Writer // the control stream
+	ctrl     io.Writer  // the control stream
 	ctrlMu   sync.Mutex // one writer at a time on the control stream
 	inflight int
 	hbEvery  time.Duration

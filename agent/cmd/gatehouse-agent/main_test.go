@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse/gatehouse/agent/internal/config"
+)
+
+func TestSampleConfigParses(t *testing.T) {
+	c, err := config.Load("testdata/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Ring.MaxBytes, int64(104857600); got != want {
+		t.Fatalf("ring.max_bytes: got %d, want %d", got, want)
+	}
+}
+
+func TestIDCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nrelays: [\"127.0.0.1:1\"]\n"), 0o600)
+	var first, second bytes.Buffer
+	for _, out := range []*bytes.Buffer{&first, &second} {
+		root := newRoot()
+		root.SetOut(out)
+		root.SetArgs([]string{"id", "--config", cfg})
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.TrimSpace(first.String()); len(got) != 64 || got != strings.TrimSpace(second.String()) {
+		t.Fatalf("id: got %q then %q, want the same 64 hex digits", got, second.String())
+	}
+}

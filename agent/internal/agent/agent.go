@@ -1,0 +1,191 @@
+// Package agent wires the agent's parts together: identity, ring,
+// collectors (log files, host stats) through batchers into the ring, the
+// transport from the ring to a relay, and the status file.
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/agent/internal/batch"
+	"github.com/gatehouse/gatehouse/agent/internal/config"
+	"github.com/gatehouse/gatehouse/agent/internal/ecs"
+	"github.com/gatehouse/gatehouse/agent/internal/hoststats"
+	"github.com/gatehouse/gatehouse/agent/internal/logtail"
+	"github.com/gatehouse/gatehouse/agent/internal/ring"
+	"github.com/gatehouse/gatehouse/agent/internal/status"
+	"github.com/gatehouse/gatehouse/agent/internal/transport"
+	"github.com/gatehouse/gatehouse/internal/identity"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+)
+
+// StatusEvery is how often status.json is rewritten besides state changes.
+const StatusEvery = 2 * time.Second
+
+// Agent is the running agent.
+type Agent struct {
+	cfg     config.Config
+	log     *slog.Logger
+	id      *identity.Identity
+	ring    *ring.Ring
+	client  *transport.Client
+	bulk    *batch.Batcher
+	sec     *batch.Batcher
+	tailer  *logtail.Tailer
+	sampler *hoststats.Sampler
+	stats   *hoststats.Collector
+	changed chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the identity and the ring; it starts nothing.
+func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
+	id, err := identity.LoadOrCreate(cfg.IdentityDir())
+	if err != nil {
+		return nil, err
+	}
+	r, err := ring.Open(cfg.RingDir(), ring.Options{MaxBytes: cfg.Ring.MaxBytes, AgentID: id.ID(), Logger: log.With("component", "ring")})
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: log, id: id, ring: r, changed: make(chan struct{}, 1)}
+	src := ecs.Source{Hostname: cfg.Hostname, AgentID: id.ID(), Version: version}
+	a.bulk = batch.New(r, batch.Options{
+		Lane: agentv1.Priority_PRIORITY_BULK, MaxEvents: cfg.Batch.MaxEvents, MaxBytes: cfg.Batch.MaxBytes,
+		MaxDelay: cfg.Batch.MaxDelay, Logger: log.With("component", "batch", "lane", "bulk"),
+	})
+	// The security lane flushes every event at once (no collector yet).
+	a.sec = batch.New(r, batch.Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxBytes: cfg.Batch.MaxBytes, Logger: log})
+	var globs []string
+	for _, l := range cfg.Logs {
+		globs = append(globs, l.Paths...)
+	}
+	a.tailer = logtail.New(logtail.Options{
+		Globs: globs, CheckpointPath: filepath.Join(cfg.DataDir, "checkpoints.json"), Source: src,
+		Logger: log.With("component", "logtail"),
+	}, a.bulk, r)
+	if s, err := hoststats.NewSampler(); err != nil {
+		log.Warn("host stats disabled", "err", err)
+	} else {
+		a.sampler = s
+		a.stats = &hoststats.Collector{Sampler: s, Sink: a.bulk, Source: src, Interval: cfg.StatsInterval, Now: time.Now, Logger: log.With("component", "hoststats")}
+	}
+	a.client, err = transport.New(transport.Options{
+		Relays: cfg.Relays, Fingerprint: cfg.RelayFingerprint, RegistrationKey: cfg.RegistrationKey,
+		DataDir: cfg.DataDir, Hostname: cfg.Hostname, Version: version,
+		HeartbeatInterval: cfg.HeartbeatInterval, RedeliverAfter: cfg.RedeliverAfter,
+		Identity: id, Ring: r, Stats: a.hostStats, Logger: log.With("component", "transport"),
+		OnChange: a.signal,
+	})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) signal() {
+	select {
+	case a.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) hostStats() *agentv1.HostStats {
+	if a.sampler == nil {
+		return nil
+	}
+	if hs := a.sampler.Last(); hs != nil {
+		return hs
+	}
+	hs, _ := a.sampler.Sample(time.Now())
+	return hs
+}
+
+// ID is the agent's id.
+func (a *Agent) ID() string { return a.id.ID() }
+
+// Run runs every part until ctx ends, then stops them in order: collectors
+// and batchers first (their last batch reaches the ring), then the ring.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("agent starting", "agent_id", a.id.ID(), "relays", a.cfg.Relays, "ring", a.ring.Stats().Batches)
+	collectCtx, stopCollect := context.WithCancel(context.Background())
+	defer stopCollect()
+	var collectors, others sync.WaitGroup
+	collectors.Go(func() { a.runLogged("logtail", func() error { return a.tailer.Run(collectCtx) }) })
+	if a.stats != nil {
+		collectors.Go(func() { a.runLogged("hoststats", func() error { return a.stats.Run(collectCtx) }) })
+	}
+	var batchers sync.WaitGroup
+	batchCtx, stopBatch := context.WithCancel(context.Background())
+	defer stopBatch()
+	batchers.Go(func() { a.runLogged("batch", func() error { return a.bulk.Run(batchCtx) }) })
+	others.Go(func() { a.runLogged("transport", func() error { return a.client.Run(ctx) }) })
+	others.Go(func() { a.statusLoop(ctx) })
+
+	<-ctx.Done()
+	stopCollect()
+	collectors.Wait()
+	stopBatch()
+	batchers.Wait()
+	others.Wait()
+	a.writeStatus()
+	a.log.Info("agent stopped")
+	return a.Close()
+}
+
+func (a *Agent) runLogged(name string, f func() error) {
+	if err := f(); err != nil {
+		a.log.Error("component failed", "component", name, "err", err)
+	}
+}
+
+func (a *Agent) statusLoop(ctx context.Context) {
+	t := time.NewTicker(StatusEvery)
+	defer t.Stop()
+	for {
+		a.writeStatus()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-a.changed:
+		}
+	}
+}
+
+// Status assembles the current status.
+func (a *Agent) Status() status.Status {
+	cs := a.client.Status()
+	rs := a.ring.Stats()
+	return status.Status{
+		AgentID: a.id.ID(), State: cs.State, Relay: cs.Relay, LastError: cs.LastError,
+		Ring: status.Ring{Batches: rs.Batches, Bytes: rs.Bytes, MaxBytes: rs.MaxBytes,
+			DroppedBatches: rs.DroppedBatches, DroppedBytes: rs.DroppedBytes},
+		NextSeq: rs.NextSeq, Pending: rs.Pending, SpooledUndelivered: rs.Spooled,
+		DeliveredTotal: rs.DeliveredTotal, RejectedTotal: rs.RejectedBatches,
+		UpdatedAt: time.Now().UTC(),
+	}
+}
+
+func (a *Agent) writeStatus() {
+	if err := status.Write(a.cfg.StatusPath(), a.Status()); err != nil {
+		a.log.Warn("write status", "err", err)
+	}
+}
+
+// Close releases the ring. Idempotent.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		if err := a.ring.Close(); err != nil {
+			a.closeErr = fmt.Errorf("close agent: %w", err)
+		}
+	})
+	return a.closeErr
+}

@@ -1,0 +1,83 @@
+// Package status is the agent's <data_dir>/status.json: written by the
+// running agent, read by "gatehouse-agent status".
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/gatehouse/gatehouse/internal/atomicfile"
+)
+
+// Ring summarises the disk ring.
+type Ring struct {
+	Batches        int    `json:"batches"`
+	Bytes          int64  `json:"bytes"`
+	MaxBytes       int64  `json:"max_bytes"`
+	DroppedBatches uint64 `json:"dropped_batches"`
+	DroppedBytes   uint64 `json:"dropped_bytes"`
+}
+
+// Status is the whole file.
+type Status struct {
+	AgentID            string    `json:"agent_id"`
+	State              string    `json:"state"` // connecting | connected | error
+	Relay              string    `json:"relay"`
+	LastError          string    `json:"last_error"`
+	Ring               Ring      `json:"ring"`
+	NextSeq            uint64    `json:"next_seq"`
+	Pending            int       `json:"pending"`
+	SpooledUndelivered int       `json:"spooled_undelivered"`
+	DeliveredTotal     uint64    `json:"delivered_total"`
+	RejectedTotal      uint64    `json:"rejected_total"`
+	UpdatedAt          time.Time `json:"updated_at"`
+}
+
+// Write replaces the file atomically.
+func Write(path string, s Status) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
+}
+
+// Read reads the file.
+func Read(path string) (Status, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Status{}, fmt.Errorf("read status: %w (is the agent running?)", err)
+	}
+	var s Status
+	if err := json.Unmarshal(b, &s); err != nil {
+		return Status{}, fmt.Errorf("read status %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Text prints s for people.
+func Text(w io.Writer, s Status, now time.Time) {
+	lastErr := s.LastError
+	if lastErr == "" {
+		lastErr = "-"
+	}
+	relay := s.Relay
+	if relay == "" {
+		relay = "-"
+	}
+	fmt.Fprintf(w, "agent id:            %s\n", s.AgentID)
+	fmt.Fprintf(w, "state:               %s\n", s.State)
+	fmt.Fprintf(w, "relay:               %s\n", relay)
+	fmt.Fprintf(w, "last error:          %s\n", lastErr)
+	fmt.Fprintf(w, "ring:                %d batches, %d / %d bytes, %d dropped (%d bytes)\n",
+		s.Ring.Batches, s.Ring.Bytes, s.Ring.MaxBytes, s.Ring.DroppedBatches, s.Ring.DroppedBytes)
+	fmt.Fprintf(w, "pending:             %d\n", s.Pending)
+	fmt.Fprintf(w, "spooled undelivered: %d\n", s.SpooledUndelivered)
+	fmt.Fprintf(w, "delivered total:     %d\n", s.DeliveredTotal)
+	fmt.Fprintf(w, "rejected total:      %d\n", s.RejectedTotal)
+	fmt.Fprintf(w, "next seq:            %d\n", s.NextSeq)
+	fmt.Fprintf(w, "updated:             %s (%s ago)\n", s.UpdatedAt.Format(time.RFC3339), now.Sub(s.UpdatedAt).Round(time.Second))
+}
