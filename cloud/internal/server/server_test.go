@@ -119,7 +119,11 @@ type relayClient struct {
 }
 
 func newRelayClient(t *testing.T, s *Server) *relayClient {
-	fp, err := os.ReadFile(filepath.Join(s.cfg.DataDir, "tls", "fingerprint"))
+	return newRelayClientAt(t, s.cfg.DataDir, s.RelayAddr())
+}
+
+func newRelayClientAt(t *testing.T, dataDir, addr string) *relayClient {
+	fp, err := os.ReadFile(filepath.Join(dataDir, "tls", "fingerprint"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +135,7 @@ func newRelayClient(t *testing.T, s *Server) *relayClient {
 		InsecureSkipVerify: true, VerifyPeerCertificate: identity.VerifyPinned(pin), MinVersion: tls.VersionTLS13,
 	}}}
 	t.Cleanup(c.CloseIdleConnections)
-	return &relayClient{t: t, base: "https://" + s.RelayAddr(), http: c}
+	return &relayClient{t: t, base: "https://" + addr, http: c}
 }
 
 func (r *relayClient) call(path string, req, resp proto.Message, zstdBody bool) int {
