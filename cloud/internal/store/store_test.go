@@ -46,7 +46,7 @@ type fixture struct {
 	relay  Relay
 }
 
-func setup(t *testing.T, s *Store, name string) fixture {
+func setup(t testing.TB, s *Store, name string) fixture {
 	t.Helper()
 	var f fixture
 	var err error
@@ -72,7 +72,7 @@ func setup(t *testing.T, s *Store, name string) fixture {
 	return f
 }
 
-func newAgent(t *testing.T) (string, ed25519.PublicKey) {
+func newAgent(t testing.TB) (string, ed25519.PublicKey) {
 	t.Helper()
 	pub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -81,7 +81,7 @@ func newAgent(t *testing.T) (string, ed25519.PublicKey) {
 	return identity.AgentID(pub), pub
 }
 
-func register(t *testing.T, s *Store, f fixture) string {
+func register(t testing.TB, s *Store, f fixture) string {
 	t.Helper()
 	id, pub := newAgent(t)
 	if _, err := s.RegisterAgent(f.relay, Registration{AgentID: id, PublicKey: pub, RegistrationKey: f.key.Key, Hostname: "h"}); err != nil {
