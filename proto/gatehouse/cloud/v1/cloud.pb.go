@@ -2,7 +2,7 @@
 //
 // All calls are HTTPS POSTs made by the relay (outbound only) with
 // Content-Type application/x-protobuf. Every call but Enroll carries
-// "Authorization: Bearer <relay_secret>". Upload bodies are zstd-compressed
+// "Authorization: Bearer <relay_id>.<relay_secret>". Upload bodies are zstd-compressed
 // (Content-Encoding: zstd). A failed call answers a non-2xx status with a
 // Status body.
 //

@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// AgentOptions configure a test agent.
+type AgentOptions struct {
+	Relays          []string
+	Fingerprint     string
+	RegistrationKey string
+	LogGlobs        []string
+	RingMaxBytes    int64 // 0: the agent's default
+	Hostname        string
+}
+
+// Agent is a running gatehouse-agent.
+type Agent struct {
+	*Proc
+	DataDir string
+	Config  string
+}
+
+// AgentStatus is the agent's status.json.
+type AgentStatus struct {
+	AgentID   string `json:"agent_id"`
+	State     string `json:"state"`
+	Relay     string `json:"relay"`
+	LastError string `json:"last_error"`
+	Ring      struct {
+		Batches        int64 `json:"batches"`
+		Bytes          int64 `json:"bytes"`
+		MaxBytes       int64 `json:"max_bytes"`
+		DroppedBatches int64 `json:"dropped_batches"`
+	} `json:"ring"`
+	NextSeq            uint64 `json:"next_seq"`
+	Pending            int64  `json:"pending"`
+	SpooledUndelivered int64  `json:"spooled_undelivered"`
+	DeliveredTotal     int64  `json:"delivered_total"`
+}
+
+// StartAgent starts an agent with its data under dir. It does not wait for
+// the connection: tests wait on the state they need.
+func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	a := &Agent{DataDir: filepath.Join(dir, "data"), Config: filepath.Join(dir, "agent.yaml")}
+	host := opt.Hostname
+	if host == "" {
+		host = filepath.Base(dir)
+	}
+	cfg := map[string]any{
+		"data_dir":           a.DataDir,
+		"relays":             opt.Relays,
+		"relay_fingerprint":  opt.Fingerprint,
+		"registration_key":   opt.RegistrationKey,
+		"hostname":           host,
+		"heartbeat_interval": "30s",
+		"stats_interval":     "10s",
+		"batch":              map[string]any{"max_delay": "200ms"},
+		"logs":               []map[string]any{{"paths": opt.LogGlobs}},
+	}
+	if opt.RingMaxBytes > 0 {
+		cfg["ring"] = map[string]any{"max_bytes": opt.RingMaxBytes}
+	}
+	if err := writeYAML(a.Config, cfg); err != nil {
+		return nil, err
+	}
+	a.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-agent"), []string{"run", "--config", a.Config}, filepath.Join(dir, "agent.log"))
+	if err := a.Start(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Status reads the agent's status file.
+func (a *Agent) Status() (AgentStatus, error) {
+	var s AgentStatus
+	b, err := os.ReadFile(filepath.Join(a.DataDir, "status.json"))
+	if err != nil {
+		return s, err
+	}
+	err = json.Unmarshal(b, &s)
+	return s, err
+}
+
+// WaitConnected waits until the agent reports it is connected.
+func (a *Agent) WaitConnected(ctx context.Context, timeout time.Duration) error {
+	return WaitFor(ctx, timeout, a.Name+" connected", func() (bool, error) {
+		if !a.Running() {
+			return false, fmt.Errorf("%s exited: %v\n%s", a.Name, a.ExitErr(), a.Tail(30))
+		}
+		s, err := a.Status()
+		return err == nil && s.State == "connected", err
+	})
+}

@@ -1,0 +1,130 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// RelayOptions tune a test relay.
+type RelayOptions struct {
+	SpoolMaxBytes  int64  // 0: the relay's default
+	MaxUploadBytes int64  // 0: the relay's default
+	MaxUploadAge   string // "" : the relay's default
+	MaxBackoff     string // "" : 2s, so tests see recovery quickly
+}
+
+// Relay is a running gatehouse-relay.
+type Relay struct {
+	*Proc
+	DataDir   string
+	Addr      string // agents' QUIC address
+	AdminAddr string
+}
+
+// RelayStatus is the relay's GET /v1/status.
+type RelayStatus struct {
+	RelayID         string `json:"relay_id"`
+	AgentsConnected int    `json:"agents_connected"`
+	Spool           struct {
+		Batches  int64 `json:"batches"`
+		Bytes    int64 `json:"bytes"`
+		MaxBytes int64 `json:"max_bytes"`
+		Full     bool  `json:"full"`
+	} `json:"spool"`
+	Uplink struct {
+		UploadedBatches int64  `json:"uploaded_batches"`
+		LastError       string `json:"last_error"`
+		CloudReachable  bool   `json:"cloud_reachable"`
+	} `json:"uplink"`
+	ReceiptsPending int64 `json:"receipts_pending"`
+}
+
+// StartRelay starts a relay enrolled into the cloud with token, its data
+// under dir, and waits until ready.
+func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string, opt RelayOptions) (*Relay, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	qp, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	ap, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{
+		DataDir:   filepath.Join(dir, "data"),
+		Addr:      fmt.Sprintf("127.0.0.1:%d", qp),
+		AdminAddr: fmt.Sprintf("127.0.0.1:%d", ap),
+	}
+	spool := map[string]any{"retry_after": "500ms"}
+	if opt.SpoolMaxBytes > 0 {
+		spool["max_bytes"] = opt.SpoolMaxBytes
+	}
+	uplink := map[string]any{"min_backoff": "100ms", "max_backoff": "2s"}
+	if opt.MaxBackoff != "" {
+		uplink["max_backoff"] = opt.MaxBackoff
+	}
+	if opt.MaxUploadBytes > 0 {
+		uplink["max_upload_bytes"] = opt.MaxUploadBytes
+	}
+	if opt.MaxUploadAge != "" {
+		uplink["max_upload_age"] = opt.MaxUploadAge
+	}
+	cfg := filepath.Join(dir, "relay.yaml")
+	if err := writeYAML(cfg, map[string]any{
+		"name":         filepath.Base(dir),
+		"data_dir":     r.DataDir,
+		"listen":       r.Addr,
+		"admin_listen": r.AdminAddr,
+		"cloud": map[string]any{
+			"url":              cloud.URL(),
+			"ca_file":          cloud.CAFile(),
+			"enrollment_token": token,
+		},
+		"spool":  spool,
+		"uplink": uplink,
+	}); err != nil {
+		return nil, err
+	}
+	r.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-relay"), []string{"--config", cfg}, filepath.Join(dir, "relay.log"))
+	if err := r.Restart(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Restart starts the relay again on the same ports and data, waits until ready.
+func (r *Relay) Restart(ctx context.Context) error {
+	if err := r.Start(); err != nil {
+		return err
+	}
+	return waitReady(ctx, r.Proc, r.AdminAddr, 30*time.Second)
+}
+
+// Fingerprint is the relay key's pin, as agents configure it.
+func (r *Relay) Fingerprint() (string, error) {
+	b, err := os.ReadFile(filepath.Join(r.DataDir, "identity", "fingerprint"))
+	if err != nil {
+		return "", fmt.Errorf("relay fingerprint: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Status fetches the relay's status.
+func (r *Relay) Status(ctx context.Context) (RelayStatus, error) {
+	var s RelayStatus
+	err := getJSON(ctx, "http://"+r.AdminAddr+"/v1/status", &s)
+	return s, err
+}
+
+// Metric returns the sum of every sample of a Prometheus metric family the
+// relay exports whose labels contain all of match ("k=\"v\"" pairs).
+func (r *Relay) Metric(ctx context.Context, name string, match ...string) (float64, error) {
+	return scrapeMetric(ctx, "http://"+r.AdminAddr+"/metrics", name, match...)
+}
