@@ -113,9 +113,10 @@ func New(o Options) (*Server, error) {
 		MaxIdleTimeout:     2 * time.Minute,
 		KeepAlivePeriod:    30 * time.Second,
 		MaxIncomingStreams: 16,
-		// Lane streams carry up to MaxFrameSize frames.
-		MaxStreamReceiveWindow:     8 << 20,
-		MaxConnectionReceiveWindow: 24 << 20,
+		// Flow control bounds what one agent can make the relay buffer;
+		// frames larger than the window still stream through.
+		MaxStreamReceiveWindow:     1 << 20,
+		MaxConnectionReceiveWindow: 2 << 20,
 	}
 	ln, err := quic.ListenAddr(o.Listen, tc, qc)
 	if err != nil {

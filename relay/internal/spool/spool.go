@@ -272,7 +272,7 @@ func (s *Spool) Run(ctx context.Context) error {
 		}
 		size := len(group[0].data)
 	drain:
-		for len(group) < cap(group) && size < 32<<20 {
+		for len(group) < cap(group) && size < 8<<20 {
 			select {
 			case r := <-s.reqs:
 				group = append(group, r)
