@@ -194,3 +194,44 @@ func PeerEd25519(cs tls.ConnectionState) (ed25519.PublicKey, error) {
 	}
 	return pub, nil
 }
+
+// StoredCertificate returns the PEM certificate at path when it was made for
+// this key, still covers every host and is not within a year of expiry;
+// otherwise it makes a new one and stores it there. Peers that trust the
+// certificate itself (a CA file) rather than a key pin keep working across
+// restarts.
+func (id *Identity) StoredCertificate(path, commonName string, hosts []string) (tls.Certificate, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if c, ok := id.reusable(b, hosts); ok {
+			return c, nil
+		}
+	}
+	c, err := id.Certificate(commonName, hosts)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return tls.Certificate{}, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	if err := atomicfile.Write(path, CertificatePEM(c), 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return c, nil
+}
+
+func (id *Identity) reusable(pemBytes []byte, hosts []string) (tls.Certificate, bool) {
+	blk, _ := pem.Decode(pemBytes)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return tls.Certificate{}, false
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || Fingerprint(leaf) != id.Fingerprint() || time.Until(leaf.NotAfter) < 365*24*time.Hour {
+		return tls.Certificate{}, false
+	}
+	for _, h := range hosts {
+		if h != "" && leaf.VerifyHostname(h) != nil {
+			return tls.Certificate{}, false
+		}
+	}
+	return tls.Certificate{Certificate: [][]byte{blk.Bytes}, PrivateKey: id.Private, Leaf: leaf}, true
+}

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -117,5 +118,40 @@ func TestPinnedHandshake(t *testing.T) {
 				t.Fatalf("server derived agent id %q, want %q", id, client.ID())
 			}
 		})
+	}
+}
+
+func TestStoredCertificateIsReused(t *testing.T) {
+	dir := t.TempDir()
+	id, err := LoadOrCreate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/tls/cert.pem"
+	first, err := id.StoredCertificate(path, "cloud", []string{"localhost", "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := id.StoredCertificate(path, "cloud", []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Certificate[0], again.Certificate[0]) {
+		t.Fatal("certificate re-made although the stored one still fits")
+	}
+	wider, err := id.StoredCertificate(path, "cloud", []string{"127.0.0.1", "cloud.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(first.Certificate[0], wider.Certificate[0]) {
+		t.Fatal("stored certificate reused although it lacks a host")
+	}
+	other, _ := LoadOrCreate(t.TempDir())
+	forOther, err := other.StoredCertificate(path, "cloud", []string{"127.0.0.1", "cloud.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if Fingerprint(forOther.Leaf) != other.Fingerprint() {
+		t.Fatal("certificate of another key reused")
 	}
 }

@@ -45,15 +45,9 @@ func NewReader(r io.Reader, maxSize int) *Reader {
 // io.ErrUnexpectedEOF for a stream cut mid-frame, ErrFrameTooLarge or
 // ErrBadFrame (wrapped) for hostile input.
 func (r *Reader) Next(m proto.Message) error {
-	n, err := binary.ReadUvarint(r.br)
+	n, err := r.readLength()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return io.EOF
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return err
-		}
-		return fmt.Errorf("%w: length prefix: %v", ErrBadFrame, err)
+		return err
 	}
 	if n > uint64(r.max) {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, r.max)
@@ -76,6 +70,30 @@ func (r *Reader) Next(m proto.Message) error {
 		r.buf = nil
 	}
 	return nil
+}
+
+// readLength reads the uvarint length prefix. Unlike binary.ReadUvarint it
+// keeps the stream's own errors (a reset, a closed connection) apart from a
+// malformed prefix, so callers can tell a dead peer from a hostile one.
+func (r *Reader) readLength() (uint64, error) {
+	var x uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		b, err := r.br.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				return 0, io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		if i == binary.MaxVarintLen64-1 && b > 1 {
+			break
+		}
+		if b < 0x80 {
+			return x | uint64(b)<<(7*i), nil
+		}
+		x |= uint64(b&0x7f) << (7 * i)
+	}
+	return 0, fmt.Errorf("%w: length prefix overflows 64 bits", ErrBadFrame)
 }
 
 // Unmarshal decodes one frame body, wrapping failures in ErrBadFrame.

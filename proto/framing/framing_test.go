@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
@@ -103,4 +104,31 @@ func FuzzCloudMessages(f *testing.F) {
 			_ = Unmarshal(b, m)
 		}
 	})
+}
+
+// A transport failure inside the length prefix is the stream's error, not a
+// malformed frame: the relay must not count a dropped connection as an attack.
+func TestTransportErrorIsNotBadFrame(t *testing.T) {
+	broken := errors.New("stream reset")
+	for _, tc := range []struct {
+		name string
+		in   io.Reader
+		want error
+	}{
+		{"mid-prefix", io.MultiReader(bytes.NewReader([]byte{0x80}), iotest.ErrReader(broken)), broken},
+		{"before prefix", iotest.ErrReader(broken), broken},
+		{"eof mid-prefix", bytes.NewReader([]byte{0x80}), io.ErrUnexpectedEOF},
+		{"clean eof", bytes.NewReader(nil), io.EOF},
+		{"overflow", bytes.NewReader(bytes.Repeat([]byte{0xff}, 11)), ErrBadFrame},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := NewReader(tc.in, 0).Next(&agentv1.Frame{})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if tc.want != ErrBadFrame && errors.Is(err, ErrBadFrame) {
+				t.Fatalf("got %v: a transport error reported as a bad frame", err)
+			}
+		})
+	}
 }

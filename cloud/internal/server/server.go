@@ -134,8 +134,8 @@ func loadOrCreateToken(path string) (string, error) {
 	return tok, nil
 }
 
-// certificate loads the identity, makes this start's certificate and writes
-// tls/cert.pem and tls/fingerprint for relays to trust.
+// certificate loads the identity and its stored certificate (made on first
+// start) and writes tls/fingerprint for relays that pin the key instead.
 func (s *Server) certificate() (tls.Certificate, error) {
 	id, err := identity.LoadOrCreate(filepath.Join(s.cfg.DataDir, "identity"))
 	if err != nil {
@@ -146,18 +146,14 @@ func (s *Server) certificate() (tls.Certificate, error) {
 		hosts = append(hosts, h)
 	}
 	hosts = append(hosts, s.cfg.TLSHosts...)
-	cert, err := id.Certificate("gatehouse-cloud", hosts)
+	// Relays may trust this certificate through a CA file, so it must stay
+	// the same across restarts.
+	dir := filepath.Join(s.cfg.DataDir, "tls")
+	cert, err := id.StoredCertificate(filepath.Join(dir, "cert.pem"), "gatehouse-cloud", hosts)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("cloud certificate: %w", err)
 	}
-	dir := filepath.Join(s.cfg.DataDir, "tls")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return tls.Certificate{}, fmt.Errorf("create tls dir %s: %w", dir, err)
-	}
 	s.fingerprint = id.Fingerprint()
-	if err := atomicfile.Write(filepath.Join(dir, "cert.pem"), identity.CertificatePEM(cert), 0o644); err != nil {
-		return tls.Certificate{}, err
-	}
 	if err := atomicfile.Write(filepath.Join(dir, "fingerprint"), []byte(s.fingerprint+"\n"), 0o644); err != nil {
 		return tls.Certificate{}, err
 	}

@@ -1,11 +1,12 @@
 // Package spool is the relay's durable, bounded batch store on Badger.
 //
 // Appends from every agent connection go through one committer goroutine
-// that writes everything queued in one transaction and calls db.Sync once
-// (Badger runs with SyncWrites=false): many agents share one fsync, and no
-// Append returns Spooled before its batch is on disk. In Badger v4.9.6
-// DB.Sync syncs the active memtable's WAL and the value log, which together
-// hold every committed entry not yet flushed to an L0 table.
+// that writes everything queued in one transaction, whose commit fsyncs
+// (SyncWrites=true): many agents share one fsync, and no Append returns
+// Spooled before its batch is on disk. Per-commit sync rather than
+// SyncWrites=false plus DB.Sync: in Badger v4.9.6 DB.Sync covers only the
+// active memtable's WAL, so a memtable rotated between the commit and the
+// Sync would leave its WAL unsynced until flushed (lost on power failure).
 package spool
 
 import (
@@ -104,7 +105,7 @@ type appendResp struct {
 // badgerOptions are tuned for a small appliance: a few tens of MB of RAM.
 func badgerOptions(dir string, log *slog.Logger) badger.Options {
 	o := badger.DefaultOptions(dir)
-	o.SyncWrites = false // we group-commit and call Sync ourselves
+	o.SyncWrites = true // one commit per group, so one fsync per group
 	o.MemTableSize = 16 << 20
 	o.NumMemtables = 2
 	o.NumLevelZeroTables = 2
@@ -398,7 +399,7 @@ func (s *Spool) fullChanged(full bool, bytes int64) {
 }
 
 // write commits entries in order in as few transactions as Badger allows,
-// then makes them durable with one Sync. Entries are applied in order, so a
+// each durable when its commit returns. Entries are applied in order, so a
 // crash between two split transactions leaves a prefix applied.
 func (s *Spool) write(entries []*badger.Entry) error {
 	for len(entries) > 0 {
@@ -425,7 +426,7 @@ func (s *Spool) write(entries []*badger.Entry) error {
 		}
 		entries = entries[n:]
 	}
-	return s.db.Sync()
+	return nil
 }
 
 // deleteMark tags entries that write() turns into deletes.
