@@ -4,6 +4,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/version"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -17,9 +18,6 @@ import (
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/spf13/cobra"
 )
-
-// version is set at build time: -ldflags "-X main.version=1.2.3".
-var version = "dev"
 
 // memoryLimit keeps the agent small: the GC works harder before it grows.
 const memoryLimit = 32 << 20
@@ -36,7 +34,7 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "gatehouse-agent",
 		Short:         "Gatehouse endpoint agent",
-		Version:       version,
+		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
@@ -62,7 +60,7 @@ func newRun() *cobra.Command {
 			debug.SetMemoryLimit(memoryLimit)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := agent.New(cfg, log, version)
+			a, err := agent.New(cfg, log, version.Version)
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestSampleConfigParses(t *testing.T) {
-	c, err := config.Load("testdata/agent.yaml")
+	c, err := config.Load("../../../docs/samples/agent.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

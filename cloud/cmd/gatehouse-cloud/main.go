@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/version"
 	"io"
 	"os"
 	"os/signal"
@@ -15,9 +16,6 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/internal/server"
 	"github.com/gatehouse/gatehouse/internal/logging"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -58,7 +56,7 @@ func newCommand(logOut io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "gatehouse-cloud",
 		Short:         "Gatehouse cloud tier: relay API, admin API, event store",
-		Version:       version,
+		Version:       version.Version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,

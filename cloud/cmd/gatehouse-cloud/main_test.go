@@ -10,7 +10,7 @@ import (
 )
 
 func TestSampleConfig(t *testing.T) {
-	got, err := server.Load("testdata/cloud.yaml")
+	got, err := server.Load("../../../docs/samples/cloud.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

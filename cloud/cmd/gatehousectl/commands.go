@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/version"
 	"io"
 	"os"
 	"strings"
@@ -15,9 +16,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/cloud/adminapi"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type app struct {
 	out       io.Writer
@@ -69,7 +67,7 @@ func newRootCommand(out io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "gatehousectl",
 		Short:         "Administer a Gatehouse cloud (tenants, sites, groups, keys, relays, agents, events)",
-		Version:       version,
+		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {

@@ -4,6 +4,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/gatehouse/gatehouse/internal/version"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,9 +15,6 @@ import (
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/daemon"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
@@ -29,7 +27,7 @@ func newRootCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "gatehouse-relay",
 		Short:         "Gatehouse edge relay: agents in over QUIC, durable spool, batches out to the cloud",
-		Version:       version,
+		Version:       version.Version,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,

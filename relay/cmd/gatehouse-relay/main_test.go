@@ -12,7 +12,7 @@ func TestSampleConfigParses(t *testing.T) {
 	if err := cmd.ParseFlags([]string{"--listen", ":8443"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(cmd, "testdata/relay.yaml", "", ":8443", "")
+	cfg, err := loadConfig(cmd, "../../../docs/samples/relay.yaml", "", ":8443", "")
 	if err != nil {
 		t.Fatal(err)
 	}
