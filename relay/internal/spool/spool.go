@@ -300,6 +300,7 @@ func (s *Spool) commit(group []*appendReq) {
 	seen := make(map[dedupID]bool, len(group))
 	s.mu.Lock()
 	room := s.opts.MaxBytes - s.bytes
+	empty := s.bytes == 0
 	seq := s.nextSeq
 	s.mu.Unlock()
 	var addBytes, addBatches int64
@@ -319,7 +320,9 @@ func (s *Spool) commit(group []*appendReq) {
 			case !errors.Is(err, badger.ErrKeyNotFound):
 				return err
 			}
-			if addBytes+int64(len(r.data)) > room {
+			// An empty spool takes one batch of any size: a batch larger than
+			// max_bytes would otherwise be refused forever and wedge its agent.
+			if addBytes+int64(len(r.data)) > room && !(empty && addBytes == 0) {
 				results[i] = Full
 				continue
 			}

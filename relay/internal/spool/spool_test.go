@@ -147,6 +147,20 @@ func TestFull(t *testing.T) {
 	mustAppend(t, s, batch(agentA, 4, agentv1.Priority_PRIORITY_BULK, string(make([]byte, 100))), Spooled)
 }
 
+// A batch larger than the whole spool is taken when the spool is empty, so
+// an agent with one big batch is held back, never wedged.
+func TestBatchLargerThanSpoolTakenWhenEmpty(t *testing.T) {
+	big := string(make([]byte, 1000))
+	s := startSpool(t, t.TempDir(), 200)
+	mustAppend(t, s, batch(agentA, 1, agentv1.Priority_PRIORITY_BULK, big), Spooled)
+	mustAppend(t, s, batch(agentA, 2, agentv1.Priority_PRIORITY_BULK, big), Full)
+	items, _ := s.Peek(1)
+	if _, err := s.Complete(items); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, batch(agentA, 2, agentv1.Priority_PRIORITY_BULK, big), Spooled)
+}
+
 func TestOrderPriorityThenOldest(t *testing.T) {
 	s := startSpool(t, t.TempDir(), 1<<20)
 	in := []struct {
