@@ -103,8 +103,12 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 // before that, registrations take the offline path.
 func (d *Daemon) registrar() ingress.Registrar { return enrolledRegistrar{d} }
 
-// AgentAddr is the bound QUIC address.
+// AgentAddr is the bound QUIC (UDP) address; TLS over TCP listens on the
+// same port number (AgentTCPAddr).
 func (d *Daemon) AgentAddr() string { return d.in.Addr().String() }
+
+// AgentTCPAddr is the bound TLS-over-TCP address.
+func (d *Daemon) AgentTCPAddr() string { return d.in.TCPAddr().String() }
 
 // AdminAddr is the bound admin HTTP address.
 func (d *Daemon) AdminAddr() string { return d.admin.Addr() }
@@ -136,7 +140,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	run("ingress", d.in.Run)
 	run("uplink", d.up.Run)
 	run("admin", d.admin.Run)
-	d.log.Info("relay running", "name", d.cfg.Name, "listen", d.AgentAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
+	d.log.Info("relay running", "name", d.cfg.Name, "listen_udp", d.AgentAddr(), "listen_tcp", d.AgentTCPAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
 	<-ctx.Done()
 	wg.Wait()
 	stopSpool()
@@ -173,7 +177,8 @@ func (d *Daemon) ready() error {
 type Status struct {
 	RelayID         string        `json:"relay_id"`
 	Name            string        `json:"name"`
-	Listen          string        `json:"listen"`
+	Listen          string        `json:"listen"`     // UDP (QUIC)
+	ListenTCP       string        `json:"listen_tcp"` // TLS over TCP, same port
 	Fingerprint     string        `json:"fingerprint"`
 	AgentsConnected int           `json:"agents_connected"`
 	Spool           SpoolStatus   `json:"spool"`
@@ -192,7 +197,7 @@ type SpoolStatus struct {
 func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	st := d.spool.Stats()
 	s := Status{
-		Name: d.cfg.Name, Listen: d.AgentAddr(), Fingerprint: d.Fingerprint(), AgentsConnected: d.in.Connected(),
+		Name: d.cfg.Name, Listen: d.AgentAddr(), ListenTCP: d.AgentTCPAddr(), Fingerprint: d.Fingerprint(), AgentsConnected: d.in.Connected(),
 		Spool:  SpoolStatus{Batches: st.Batches, Bytes: st.Bytes, MaxBytes: st.MaxBytes, Full: st.Full},
 		Uplink: d.up.Status(), ReceiptsPending: st.Receipts,
 	}

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -16,11 +14,11 @@ import (
 const helloTimeout = 15 * time.Second
 
 // serveConn owns one agent connection and every goroutine it starts.
-func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
+func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	log := s.log.With("remote", conn.RemoteAddr().String())
-	pub, err := identity.PeerEd25519(conn.ConnectionState().TLS)
+	log := s.log.With("remote", conn.RemoteAddr().String(), "transport", conn.Transport())
+	pub, err := identity.PeerEd25519(conn.TLS())
 	if err != nil {
 		s.h.m.rejects.WithLabelValues("bad_client_cert").Inc()
 		log.Warn("agent refused", "err", err)
@@ -52,7 +50,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 			// Closing at once would discard the Error frame in flight: give
 			// the agent a moment to read it and hang up itself.
 			select {
-			case <-conn.Context().Done():
+			case <-conn.Done():
 			case <-ctx.Done():
 			case <-time.After(s.errorGrace):
 			}
@@ -75,10 +73,11 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	}
 	log.Info("agent connected")
 	s.connected.Add(1)
-	s.h.m.connected.Inc()
+	gauge := s.h.m.connected.WithLabelValues(conn.Transport())
+	gauge.Inc()
 	defer func() {
 		s.connected.Add(-1)
-		s.h.m.connected.Dec()
+		gauge.Dec()
 		log.Info("agent disconnected")
 	}()
 
@@ -110,7 +109,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ce := s.h.lane(ctx, agentID, st, st, func() { st.CancelRead(framing.CloseProtocol) })
+				ce := s.h.lane(ctx, agentID, st, st, st.Abort)
 				if ce != nil {
 					// Tell the agent on the stream where it went wrong.
 					st.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -126,7 +125,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		fail(ce)
 		return
 	}
-	if ctx.Err() != nil && conn.Context().Err() == nil {
+	if ctx.Err() != nil && !isDone(conn.Done()) {
 		conn.CloseWithError(framing.CloseUnavailable, "relay shutting down")
 		return
 	}
@@ -139,11 +138,20 @@ type session struct {
 	agentID string
 	log     *slog.Logger
 	mu      sync.Mutex // serializes writes
-	st      *quic.Stream
+	st      agentStream
 	out     chan *agentv1.Frame
 }
 
-func newSession(agentID string, st *quic.Stream, log *slog.Logger) *session {
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func newSession(agentID string, st agentStream, log *slog.Logger) *session {
 	return &session{agentID: agentID, st: st, log: log, out: make(chan *agentv1.Frame, 64)}
 }
 

@@ -6,11 +6,11 @@ import (
 
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"github.com/quic-go/quic-go"
 )
 
 // connError ends a connection: the agent gets an Error frame with code,
-// then the connection closes with the matching QUIC application code.
+// then the connection closes with the matching QUIC application code (over
+// TCP the Error frame alone carries the code).
 type connError struct {
 	code agentv1.Error_Code
 	msg  string
@@ -33,7 +33,7 @@ func frameError(err error) *connError {
 }
 
 // The one place error codes become QUIC close codes and metric reasons.
-func closeCode(c agentv1.Error_Code) quic.ApplicationErrorCode {
+func closeCode(c agentv1.Error_Code) uint64 {
 	switch c {
 	case agentv1.Error_CODE_UNKNOWN_AGENT:
 		return framing.CloseUnknownAgent

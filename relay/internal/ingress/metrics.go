@@ -3,7 +3,7 @@ package ingress
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	connected     prometheus.Gauge
+	connected     *prometheus.GaugeVec
 	batches       *prometheus.CounterVec
 	ackSeconds    prometheus.Histogram
 	bytesIn       prometheus.Counter
@@ -14,9 +14,9 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		connected: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gatehouse_relay_agents_connected", Help: "Agents with an admitted connection.",
-		}),
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gatehouse_relay_agents_connected", Help: "Agents with an admitted connection, by transport (quic, tcp).",
+		}, []string{"transport"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_relay_batches_total", Help: "Event batches received, by ack (spooled, duplicate, full, rejected).",
 		}, []string{"result"}),
@@ -36,6 +36,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		receiptsSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_relay_receipts_sent_total", Help: "Delivered receipts (seqs) sent to agents.",
 		}),
+	}
+	for _, t := range []string{TransportQUIC, TransportTCP} {
+		m.connected.WithLabelValues(t)
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.batches, m.ackSeconds, m.bytesIn, m.rejects, m.registrations, m.receiptsSent)

@@ -1,7 +1,8 @@
-// Package ingress accepts agents over QUIC: TLS 1.3 with pinned relay key and
-// agent client certificates, a control stream (hello, heartbeats, receipts)
-// and lane streams whose batches are acked only once the spool has them on
-// disk. See docs/design.md "Agent <-> relay".
+// Package ingress accepts agents over QUIC and over TLS/TCP (yamux streams)
+// on the same port: TLS 1.3 with pinned relay key and agent client
+// certificates, a control stream (hello, heartbeats, receipts) and lane
+// streams whose batches are acked only once the spool has them on disk. See
+// docs/design.md "Agent <-> relay".
 package ingress
 
 import (
@@ -27,7 +28,7 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Listen            string   // UDP address
+	Listen            string   // UDP (QUIC) and TCP (TLS) address, same port
 	Advertise         []string // host:port agents are told (HelloReply.relays)
 	DataDir           string   // identity lives in <DataDir>/identity
 	Name              string   // certificate common name
@@ -45,12 +46,14 @@ type Options struct {
 
 // Server is the agent listener. New binds; Run serves; Close is idempotent.
 type Server struct {
-	h    *handler
-	ln   *quic.Listener
-	fp   string
-	hub  *hub
-	log  *slog.Logger
-	once sync.Once
+	h       *handler
+	ln      *quic.Listener
+	tcp     net.Listener
+	tlsConf *tls.Config
+	fp      string
+	hub     *hub
+	log     *slog.Logger
+	once    sync.Once
 
 	errorGrace time.Duration // wait after an Error frame before closing
 
@@ -58,7 +61,7 @@ type Server struct {
 }
 
 // New loads the relay identity, writes its fingerprint file and binds the
-// UDP listener. It starts no goroutine.
+// UDP and TCP listeners. It starts no goroutine.
 func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -118,13 +121,15 @@ func New(o Options) (*Server, error) {
 		MaxStreamReceiveWindow:     1 << 20,
 		MaxConnectionReceiveWindow: 2 << 20,
 	}
-	ln, err := quic.ListenAddr(o.Listen, tc, qc)
+	ln, tcp, err := listen(o.Listen, tc, qc)
 	if err != nil {
-		return nil, fmt.Errorf("listen quic %s: %w", o.Listen, err)
+		return nil, err
 	}
 	log := o.Logger.With("component", "ingress")
 	s := &Server{
 		ln:         ln,
+		tcp:        tcp,
+		tlsConf:    tc,
 		fp:         fp,
 		errorGrace: time.Second,
 		log:        log,
@@ -139,8 +144,11 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// Addr is the bound UDP address.
+// Addr is the bound UDP address (QUIC).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// TCPAddr is the bound TCP address (TLS); same port number as Addr.
+func (s *Server) TCPAddr() net.Addr { return s.tcp.Addr() }
 
 // Fingerprint is the relay key's fingerprint agents pin.
 func (s *Server) Fingerprint() string { return s.fp }
@@ -152,15 +160,32 @@ func (s *Server) Connected() int { return int(s.connected.Load()) }
 // receipts are durable and sent again at the agent's next connect.
 func (s *Server) Delivered(agentID string, seqs []uint64) { s.hub.deliver(agentID, seqs) }
 
-// Run accepts connections until ctx ends, then closes them all and waits
-// for their goroutines.
+// Run accepts QUIC and TLS/TCP connections until ctx ends, then closes
+// them all and waits for their goroutines.
 func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer s.Close()
+	var tcpErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.acceptTCP(ctx, &wg); err != nil {
+			tcpErr = err
+			cancel()
+		}
+	}()
 	for {
 		conn, err := s.ln.Accept(ctx)
 		if err != nil {
+			cancel()
+			s.Close()
+			wg.Wait()
+			if tcpErr != nil {
+				return tcpErr
+			}
 			if ctx.Err() != nil || errors.Is(err, quic.ErrServerClosed) {
 				return nil
 			}
@@ -169,7 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.serveConn(ctx, conn)
+			s.serveConn(ctx, quicConn{conn})
 		}()
 	}
 }
@@ -177,6 +202,6 @@ func (s *Server) Run(ctx context.Context) error {
 // Close stops the listener. Idempotent.
 func (s *Server) Close() error {
 	var err error
-	s.once.Do(func() { err = s.ln.Close() })
+	s.once.Do(func() { err = errors.Join(s.ln.Close(), s.tcp.Close()) })
 	return err
 }
