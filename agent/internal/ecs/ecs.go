@@ -12,6 +12,9 @@ type Event struct {
 	Action   string   `json:"action,omitempty"`
 	Dataset  string   `json:"dataset"`
 	Module   string   `json:"module,omitempty"`
+	Code     string   `json:"code,omitempty"`
+	Provider string   `json:"provider,omitempty"`
+	Outcome  string   `json:"outcome,omitempty"`
 }
 
 // Host is the ECS "host" object (only what every event carries).

@@ -1,0 +1,155 @@
+package process
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Small bounded caches: the agent must stay small, so a full cache is
+// cleared rather than grown.
+const (
+	maxHashCache = 2048
+	maxUserCache = 512
+)
+
+type fileKey struct {
+	dev, ino   uint64
+	mtime      int64
+	size       int64
+	mtimeNanos int64
+}
+
+// hasher computes executables' SHA-256, cached by (dev, inode, mtime, size).
+type hasher struct {
+	excluded []string
+	maxBytes int64
+
+	mu    sync.Mutex
+	cache map[fileKey]string
+	hits  uint64
+}
+
+func newHasher(excluded []string, maxBytes int64) *hasher {
+	return &hasher{excluded: excluded, maxBytes: maxBytes, cache: map[fileKey]string{}}
+}
+
+// Excluded reports whether path matches one of the excluded paths: a
+// directory prefix ("/usr/lib/") or a filepath.Match glob.
+func Excluded(patterns []string, path string) bool {
+	for _, p := range patterns {
+		if strings.HasSuffix(p, "/") && strings.HasPrefix(path, p) {
+			return true
+		}
+		if p == path {
+			return true
+		}
+		if ok, _ := filepath.Match(p, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// hash returns the SHA-256 of the file open as f (or at path when f fails),
+// or "" when excluded, too large or unreadable.
+func (h *hasher) hash(open, path string) (string, error) {
+	if Excluded(h.excluded, path) {
+		return "", nil
+	}
+	f, err := os.Open(open)
+	if err != nil {
+		if f, err = os.Open(path); err != nil {
+			return "", fmt.Errorf("hash %s: %w", path, err)
+		}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "", fmt.Errorf("hash %s: no stat", path)
+	}
+	if h.maxBytes > 0 && fi.Size() > h.maxBytes {
+		return "", nil
+	}
+	k := fileKey{dev: st.Dev, ino: st.Ino, mtime: st.Mtim.Sec, mtimeNanos: st.Mtim.Nsec, size: fi.Size()}
+	h.mu.Lock()
+	if s, ok := h.cache[k]; ok {
+		h.hits++
+		h.mu.Unlock()
+		return s, nil
+	}
+	h.mu.Unlock()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	s := hex.EncodeToString(sum.Sum(nil))
+	h.mu.Lock()
+	if len(h.cache) >= maxHashCache {
+		clear(h.cache)
+	}
+	h.cache[k] = s
+	h.mu.Unlock()
+	return s, nil
+}
+
+// users maps uids to names through os/user, cached.
+type users struct {
+	mu    sync.Mutex
+	names map[uint32]string
+}
+
+func (u *users) name(uid uint32) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if n, ok := u.names[uid]; ok {
+		return n
+	}
+	if u.names == nil || len(u.names) >= maxUserCache {
+		u.names = map[uint32]string{}
+	}
+	n := ""
+	if usr, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		n = usr.Username
+	}
+	u.names[uid] = n
+	return n
+}
+
+// cmdline reads /proc/<pid>/cmdline; the process may be gone already.
+func cmdline(proc string, pid uint32) []string {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.FormatUint(uint64(pid), 10), "cmdline"))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	b = []byte(strings.TrimSuffix(string(b), "\x00"))
+	return strings.Split(string(b), "\x00")
+}
+
+// QuoteArgs joins args into a shell-like command line.
+func QuoteArgs(args []string) string {
+	var sb strings.Builder
+	for i, a := range args {
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`") {
+			sb.WriteString(strconv.Quote(a))
+		} else {
+			sb.WriteString(a)
+		}
+	}
+	return sb.String()
+}
