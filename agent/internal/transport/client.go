@@ -1,17 +1,17 @@
-// Package transport carries the ring's batches to a relay over QUIC and
-// brings back the relay's receipts, as docs/design.md ("Agent <-> relay")
+// Package transport carries the ring's batches to a relay over QUIC, or TLS
+// over TCP (yamux streams, direct or through an HTTP CONNECT proxy) when UDP
+// does not pass, and brings back the relay's receipts, as docs/design.md ("Agent <-> relay")
 // specifies: a control stream (Hello, Heartbeat, Delivered, ReceiptAck,
 // Error) and one stream per priority lane (EventBatch out, BatchAck back).
 package transport
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"runtime"
 	"slices"
 	"sync"
@@ -19,9 +19,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
-	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"github.com/quic-go/quic-go"
 )
 
 // Connection states reported in Status.
@@ -49,6 +47,19 @@ type Options struct {
 	Logger            *slog.Logger
 	OnChange          func() // called (without locks) when Status changes
 
+	// Mode is auto (race QUIC and TCP), quic or tcp; default auto.
+	Mode string
+	// TCPDelay is QUIC's head start in the race; default 300ms.
+	TCPDelay time.Duration
+	// QUICReprobe is how often a session on TCP checks whether QUIC works
+	// again (then reconnects over QUIC); default 10m.
+	QUICReprobe time.Duration
+	// Proxy is the HTTP CONNECT proxy for TCP; nil: ProxyFromEnv decides.
+	Proxy *url.URL
+	// ProxyFromEnv maps a relay URL to its proxy (httpproxy's ProxyFunc:
+	// HTTPS_PROXY, NO_PROXY...); nil: no proxy.
+	ProxyFromEnv func(*url.URL) (*url.URL, error)
+
 	MinBackoff      time.Duration // default 200ms
 	MaxBackoff      time.Duration // default 30s
 	KeyErrorBackoff time.Duration // after key errors; default 5m
@@ -61,12 +72,16 @@ type Status struct {
 	Relay     string
 	LastError string
 	AgentID   string
+	Transport string // quic, tcp or tcp+proxy while connected
+	Proxy     string // proxy host:port in use (never credentials)
 }
 
 // Client connects to a relay, reconnecting forever.
 type Client struct {
 	opts Options
 	log  *slog.Logger
+
+	mem *netMemory
 
 	mu     sync.Mutex
 	status Status
@@ -96,6 +111,20 @@ func New(opts Options) (*Client, error) {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 10 * time.Second
 	}
+	if opts.Mode == "" {
+		opts.Mode = ModeAuto
+	}
+	switch opts.Mode {
+	case ModeAuto, ModeQUIC, ModeTCP:
+	default:
+		return nil, fmt.Errorf("transport: mode %q, want auto, quic or tcp", opts.Mode)
+	}
+	if opts.TCPDelay <= 0 {
+		opts.TCPDelay = 300 * time.Millisecond
+	}
+	if opts.QUICReprobe <= 0 {
+		opts.QUICReprobe = 10 * time.Minute
+	}
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = 5 * time.Minute
 	}
@@ -106,7 +135,11 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: opts, log: opts.Logger, reg: reg}
+	mem, err := loadNetMemory(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{opts: opts, log: opts.Logger, reg: reg, mem: mem}
 	c.status = Status{State: StateConnecting, AgentID: opts.Identity.ID()}
 	return c, nil
 }
@@ -137,8 +170,13 @@ func (c *Client) Run(ctx context.Context) error {
 		c.setStatus(func(s *Status) { s.State = StateConnecting })
 		healthy, err := c.connectOnce(ctx)
 		if ctx.Err() != nil {
-			c.setStatus(func(s *Status) { s.State = StateConnecting; s.Relay = "" })
+			c.setStatus(func(s *Status) { s.State = StateConnecting; s.Relay = ""; s.Transport = "" })
 			return nil
+		}
+		if errors.Is(err, errQUICBack) {
+			c.log.Info("QUIC works again on this network; reconnecting over QUIC")
+			attempt = 0
+			continue
 		}
 		if healthy {
 			attempt = 0
@@ -149,7 +187,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		attempt++
 		c.log.Warn("relay connection failed", "err", err, "retry_in", wait.Round(time.Millisecond))
-		c.setStatus(func(s *Status) { s.State = StateError; s.LastError = err.Error(); s.Relay = "" })
+		c.setStatus(func(s *Status) { s.State = StateError; s.LastError = err.Error(); s.Relay = ""; s.Transport = "" })
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -188,7 +226,9 @@ func (c *Client) relays() []string {
 func (c *Client) connectOnce(ctx context.Context) (healthy bool, err error) {
 	var errs []error
 	for _, addr := range c.relays() {
-		conn, err := c.dial(ctx, addr)
+		proxy, _ := c.proxyFor(addr)
+		c.setStatus(func(s *Status) { s.Proxy = ProxyHost(proxy) })
+		s, rep, rd, err := c.establish(ctx, addr)
 		if err != nil {
 			errs = append(errs, err)
 			if ctx.Err() != nil {
@@ -196,76 +236,9 @@ func (c *Client) connectOnce(ctx context.Context) (healthy bool, err error) {
 			}
 			continue
 		}
-		s := &session{c: c, conn: conn, addr: addr}
-		healthy, err := s.serve(ctx)
-		return healthy, err
+		return s.serve(ctx, rep, rd)
 	}
 	return false, errors.Join(errs...)
-}
-
-func (c *Client) dial(ctx context.Context, addr string) (*quic.Conn, error) {
-	pin := c.opts.Fingerprint
-	tofu := false
-	if pin == "" {
-		var err error
-		if pin, err = loadPin(c.opts.DataDir); err != nil {
-			return nil, err
-		}
-		tofu = pin == ""
-	}
-	cert, err := c.opts.Identity.Certificate(c.opts.Identity.ID(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("agent certificate: %w", err)
-	}
-	var seen string
-	var pinErr error
-	verify := func(raw [][]byte, _ [][]*x509.Certificate) error {
-		if len(raw) == 0 {
-			return errors.New("relay sent no certificate")
-		}
-		leaf, err := x509.ParseCertificate(raw[0])
-		if err != nil {
-			return fmt.Errorf("relay certificate: %w", err)
-		}
-		seen = identity.Fingerprint(leaf)
-		if tofu {
-			return nil
-		}
-		if err := identity.VerifyPinned(pin)(raw, nil); err != nil {
-			pinErr = err
-			return err
-		}
-		return nil
-	}
-	tlsConf := &tls.Config{
-		Certificates:          []tls.Certificate{cert},
-		InsecureSkipVerify:    true, // the pin replaces CA validation
-		VerifyPeerCertificate: verify,
-		MinVersion:            tls.VersionTLS13,
-		NextProtos:            []string{framing.ALPN},
-	}
-	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
-	defer cancel()
-	conn, err := quic.DialAddr(dctx, addr, tlsConf, &quic.Config{
-		KeepAlivePeriod:      15 * time.Second,
-		MaxIdleTimeout:       45 * time.Second,
-		HandshakeIdleTimeout: c.opts.DialTimeout,
-	})
-	if err != nil {
-		if pinErr != nil {
-			return nil, fmt.Errorf("relay %s: key does not match the pinned fingerprint sha256:%s (pin from %s): %w",
-				addr, pin, c.pinSource(), pinErr)
-		}
-		return nil, fmt.Errorf("dial relay %s: %w", addr, err)
-	}
-	if tofu {
-		if err := savePin(c.opts.DataDir, seen); err != nil {
-			conn.CloseWithError(framing.CloseNormal, "")
-			return nil, fmt.Errorf("save relay pin: %w", err)
-		}
-		c.log.Warn("trusting relay key on first use; pinned it", "relay", addr, "fingerprint", seen, "pin_file", pinFile)
-	}
-	return conn, nil
 }
 
 func (c *Client) pinSource() string {

@@ -68,3 +68,15 @@ func fromClose(err error) error {
 	}
 	return &RelayError{Code: code, Message: ae.ErrorMessage}
 }
+
+var (
+	// ErrPinMismatch: the relay's key is not the pinned one (a
+	// TLS-inspecting proxy, or the wrong relay).
+	ErrPinMismatch = errors.New("relay identity does not match the pinned fingerprint")
+	// ErrProxyAuth: the proxy answered 407.
+	ErrProxyAuth = errors.New("proxy authentication failed")
+	// ErrProxyRefused: the proxy answered CONNECT with another non-200.
+	ErrProxyRefused = errors.New("proxy refused CONNECT")
+	// ErrProxyUnreachable: no TCP connection to the proxy.
+	ErrProxyUnreachable = errors.New("proxy unreachable")
+)

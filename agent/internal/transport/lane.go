@@ -10,7 +10,6 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"github.com/quic-go/quic-go"
 )
 
 // laneState is one lane's sending state in one session, shared by its
@@ -40,7 +39,7 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 	rewindEvery := min(max(s.c.opts.RedeliverAfter/4, time.Second), time.Minute)
 	rewind := time.NewTicker(rewindEvery)
 	defer rewind.Stop()
-	var stream *quic.Stream
+	var laneStream io.Writer
 	for {
 		changed := r.Changed()
 		ls.mu.Lock()
@@ -94,15 +93,16 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 			_ = r.Reject(e.Seq)
 			continue
 		}
-		if stream == nil {
-			stream, err = s.conn.OpenStreamSync(ctx)
+		if laneStream == nil {
+			var st stream
+			st, err = s.conn.OpenStream(ctx)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("relay %s: open %s stream: %w", s.addr, lane, fromClose(err))
 			}
-			st := stream
+			laneStream = st
 			s.wg.Go(func() {
 				if err := s.readAcks(ctx, lane, st, ls); err != nil {
 					s.fail(err)
@@ -113,7 +113,7 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 		ls.inflight[e.Seq] = true
 		ls.cursor = max(ls.cursor, e.Seq)
 		ls.mu.Unlock()
-		if _, err := stream.Write(frame); err != nil {
+		if _, err := laneStream.Write(frame); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

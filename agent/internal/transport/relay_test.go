@@ -5,8 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/proto/framing"
@@ -15,13 +19,15 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// fakeRelay is a small real QUIC server speaking the agent protocol, with
-// hooks to choose its answers.
+// fakeRelay is a small real QUIC and TLS/TCP (yamux) server speaking the
+// agent protocol, with hooks to choose its answers.
 type fakeRelay struct {
 	t    *testing.T
 	ln   *quic.Listener
+	tcp  net.Listener
 	id   *identity.Identity
 	addr string
+	tc   *tls.Config
 
 	// onHello answers a Hello (default: HelloReply).
 	onHello func(h *agentv1.Hello) *agentv1.Frame
@@ -33,11 +39,20 @@ type fakeRelay struct {
 	batches  []*agentv1.EventBatch
 	receipts []uint64
 	beats    int
-	ctrls    []*quic.Stream
+	ctrls    []io.Writer
+	conns    map[string]int // admitted connections by transport
 	wg       sync.WaitGroup
 }
 
-func newFakeRelay(t *testing.T) *fakeRelay {
+// relayNet says what the fake relay serves on its port.
+type relayNet struct {
+	udpBlackhole bool // a UDP socket that never answers instead of QUIC
+	noTCP        bool
+}
+
+func newFakeRelay(t *testing.T) *fakeRelay { return newFakeRelayOn(t, relayNet{}) }
+
+func newFakeRelayOn(t *testing.T, rn relayNet) *fakeRelay {
 	t.Helper()
 	id, err := identity.LoadOrCreate(t.TempDir())
 	if err != nil {
@@ -47,40 +62,142 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{
+	tc := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAnyClientCert,
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{framing.ALPN},
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
 	}
-	r := &fakeRelay{t: t, ln: ln, id: id, addr: ln.Addr().String()}
+	r := &fakeRelay{t: t, id: id, tc: tc, conns: map[string]int{}}
+	var closers []io.Closer
+	for {
+		var udp net.Addr
+		if rn.udpBlackhole {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			closers = []io.Closer{pc}
+			udp = pc.LocalAddr()
+		} else {
+			ln, err := quic.ListenAddr("127.0.0.1:0", tc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.ln = ln
+			closers = []io.Closer{ln}
+			udp = ln.Addr()
+		}
+		r.addr = udp.String()
+		if rn.noTCP {
+			break
+		}
+		tl, err := net.Listen("tcp", r.addr)
+		if err == nil {
+			r.tcp = tl
+			closers = append(closers, tl)
+			break
+		}
+		for _, c := range closers {
+			c.Close()
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r.wg.Go(func() { r.serve(ctx) })
-	t.Cleanup(func() { cancel(); ln.Close(); r.wg.Wait() })
+	if r.ln != nil {
+		r.wg.Go(func() { r.serveQUIC(ctx) })
+	}
+	if r.tcp != nil {
+		r.wg.Go(func() { r.serveTCP(ctx) })
+	}
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range closers {
+			c.Close()
+		}
+		r.wg.Wait()
+	})
 	return r
 }
 
-func (r *fakeRelay) serve(ctx context.Context) {
+func (r *fakeRelay) serveQUIC(ctx context.Context) {
 	for {
 		conn, err := r.ln.Accept(ctx)
 		if err != nil {
 			return
 		}
-		r.wg.Go(func() { r.handle(ctx, conn) })
+		r.wg.Go(func() { r.handle(ctx, fakeQUIC{conn}) })
 	}
 }
 
-func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
-	defer conn.CloseWithError(0, "")
-	pub, err := identity.PeerEd25519(conn.ConnectionState().TLS)
+func (r *fakeRelay) serveTCP(ctx context.Context) {
+	for {
+		c, err := r.tcp.Accept()
+		if err != nil {
+			return
+		}
+		r.wg.Go(func() {
+			tc := tls.Server(c, r.tc)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return
+			}
+			sess, err := yamux.Server(tc, nil)
+			if err != nil {
+				c.Close()
+				return
+			}
+			stop := context.AfterFunc(ctx, func() { sess.Close() })
+			defer stop()
+			r.handle(ctx, fakeTCP{sess, tc})
+		})
+	}
+}
+
+// fakeConn is a connection of either transport, as the fake relay sees it.
+type fakeConn interface {
+	accept(ctx context.Context) (io.ReadWriteCloser, error)
+	close(code uint64, msg string)
+	state() tls.ConnectionState
+	transport() string
+}
+
+type fakeQUIC struct{ c *quic.Conn }
+
+func (f fakeQUIC) accept(ctx context.Context) (io.ReadWriteCloser, error) {
+	return f.c.AcceptStream(ctx)
+}
+func (f fakeQUIC) close(code uint64, msg string) {
+	f.c.CloseWithError(quic.ApplicationErrorCode(code), msg)
+}
+func (f fakeQUIC) state() tls.ConnectionState { return f.c.ConnectionState().TLS }
+func (f fakeQUIC) transport() string          { return "quic" }
+
+type fakeTCP struct {
+	s  *yamux.Session
+	tc *tls.Conn
+}
+
+func (f fakeTCP) accept(ctx context.Context) (io.ReadWriteCloser, error) {
+	return f.s.AcceptStreamWithContext(ctx)
+}
+func (f fakeTCP) close(uint64, string)       { f.s.Close() }
+func (f fakeTCP) state() tls.ConnectionState { return f.tc.ConnectionState() }
+func (f fakeTCP) transport() string          { return "tcp" }
+
+func (r *fakeRelay) connCount(transport string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.conns[transport]
+}
+
+func (r *fakeRelay) handle(ctx context.Context, conn fakeConn) {
+	defer conn.close(0, "")
+	pub, err := identity.PeerEd25519(conn.state())
 	if err != nil {
 		return
 	}
 	agentID := identity.AgentID(pub)
-	ctrl, err := conn.AcceptStream(ctx)
+	ctrl, err := conn.accept(ctx)
 	if err != nil {
 		return
 	}
@@ -92,6 +209,7 @@ func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
 	r.mu.Lock()
 	r.hellos = append(r.hellos, f.GetHello())
 	r.ctrls = append(r.ctrls, ctrl)
+	r.conns[conn.transport()]++
 	r.mu.Unlock()
 	reply := &agentv1.Frame{Body: &agentv1.Frame_HelloReply{HelloReply: &agentv1.HelloReply{
 		AgentId: agentID, TenantId: "t1", GroupId: "g1", RelayId: "r1", Relays: []string{r.addr}, MaxInflightBatches: 4,
@@ -101,7 +219,8 @@ func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
 	}
 	r.writeCtrl(ctrl, reply)
 	if e := reply.GetError(); e != nil {
-		conn.CloseWithError(quic.ApplicationErrorCode(framing.CloseKeyInvalid), e.GetMessage())
+		time.Sleep(50 * time.Millisecond) // let the Error frame go out first (TCP)
+		conn.close(framing.CloseKeyInvalid, e.GetMessage())
 		return
 	}
 	go func() { // control reader
@@ -121,7 +240,7 @@ func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
 		}
 	}()
 	for {
-		st, err := conn.AcceptStream(ctx)
+		st, err := conn.accept(ctx)
 		if err != nil {
 			return
 		}
@@ -142,7 +261,7 @@ func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
 					ack = hook(b)
 				}
 				if ack == nil {
-					conn.CloseWithError(0, "bye")
+					conn.close(0, "bye")
 					return
 				}
 				if err := framing.Write(st, &agentv1.Frame{Body: &agentv1.Frame_BatchAck{BatchAck: ack}}); err != nil {
@@ -153,7 +272,7 @@ func (r *fakeRelay) handle(ctx context.Context, conn *quic.Conn) {
 	}
 }
 
-func (r *fakeRelay) writeCtrl(ctrl *quic.Stream, f *agentv1.Frame) {
+func (r *fakeRelay) writeCtrl(ctrl io.Writer, f *agentv1.Frame) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := framing.Write(ctrl, f); err != nil && !errors.Is(err, io.EOF) {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -30,7 +29,7 @@ var lanes = []agentv1.Priority{
 // session is one connection to a relay.
 type session struct {
 	c    *Client
-	conn *quic.Conn
+	conn conn
 	addr string
 
 	ctrl     io.Writer  // the control stream
@@ -50,16 +49,13 @@ func (s *session) fail(err error) {
 	s.cancel()
 }
 
-func (s *session) serve(ctx context.Context) (healthy bool, err error) {
-	defer s.conn.CloseWithError(framing.CloseNormal, "")
+// serve runs an established session (hello done) until it fails or ctx ends.
+func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framing.Reader) (healthy bool, err error) {
+	defer s.conn.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.cancel = cancel
 
-	rep, rd, err := s.handshake(ctx)
-	if err != nil {
-		return false, err
-	}
 	s.c.registered(rep)
 	s.inflight = int(rep.GetMaxInflightBatches())
 	if s.inflight <= 0 {
@@ -69,8 +65,14 @@ func (s *session) serve(ctx context.Context) (healthy bool, err error) {
 	if ms := rep.GetHeartbeatIntervalMs(); ms > 0 {
 		s.hbEvery = time.Duration(ms) * time.Millisecond
 	}
-	s.c.setStatus(func(st *Status) { st.State = StateConnected; st.Relay = s.addr; st.LastError = "" })
-	s.c.log.Info("connected to relay", "relay", s.addr, "agent_id", rep.GetAgentId(), "max_inflight", s.inflight)
+	tr := s.conn.Transport()
+	s.c.setStatus(func(st *Status) {
+		st.State = StateConnected
+		st.Relay = s.addr
+		st.LastError = ""
+		st.Transport = tr
+	})
+	s.c.log.Info("connected to relay", "relay", s.addr, "transport", tr, "agent_id", rep.GetAgentId(), "max_inflight", s.inflight)
 
 	run := func(f func(context.Context) error) {
 		s.wg.Go(func() {
@@ -84,11 +86,12 @@ func (s *session) serve(ctx context.Context) (healthy bool, err error) {
 	for _, l := range lanes {
 		run(func(ctx context.Context) error { return s.runLane(ctx, l) })
 	}
+	if tr != TransportQUIC && s.c.opts.Mode == ModeAuto {
+		run(s.reprobeQUIC)
+	}
 	// Unblock stream reads when the session ends for any reason.
-	go func() {
-		<-ctx.Done()
-		s.conn.CloseWithError(framing.CloseNormal, "")
-	}()
+	stop := context.AfterFunc(ctx, s.conn.Close)
+	defer stop()
 	s.wg.Wait()
 	if s.err == nil {
 		s.err = errors.New("session ended")
@@ -99,7 +102,7 @@ func (s *session) serve(ctx context.Context) (healthy bool, err error) {
 func (s *session) handshake(ctx context.Context) (*agentv1.HelloReply, *framing.Reader, error) {
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
 	defer cancel()
-	ctrl, err := s.conn.OpenStreamSync(hctx)
+	ctrl, err := s.conn.OpenStream(hctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay %s: open control stream: %w", s.addr, fromClose(err))
 	}
@@ -216,4 +219,33 @@ func batchFrame(batch []byte) ([]byte, error) {
 	}
 	out := binary.AppendUvarint(make([]byte, 0, len(body)+binary.MaxVarintLen64), uint64(len(body)))
 	return append(out, body...), nil
+}
+
+// errQUICBack ends a TCP session when a re-probe found QUIC working.
+var errQUICBack = errors.New("quic works again")
+
+// reprobeQUIC checks every QUICReprobe whether QUIC now reaches the relay
+// (a TLS handshake, no hello); if so it records QUIC for this network and
+// ends the session, so the client reconnects over QUIC at once. Batches in
+// flight are resent and deduplicated by the relay.
+func (s *session) reprobeQUIC(ctx context.Context) error {
+	t := time.NewTicker(s.c.opts.QUICReprobe)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cn, _, err := s.c.dialQUIC(ctx, s.addr)
+		if err != nil {
+			s.c.log.Debug("quic re-probe failed, staying on tcp", "relay", s.addr, "err", err)
+			continue
+		}
+		cn.Close()
+		if err := s.c.mem.set(networkKey(s.addr), TransportQUIC, s.c.opts.Now()); err != nil {
+			s.c.log.Warn("remember transport", "err", err)
+		}
+		return errQUICBack
+	}
 }

@@ -1,0 +1,208 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/gatehouse/gatehouse/proto/framing"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+)
+
+// Transport modes (config transport.mode).
+const (
+	ModeAuto = "auto"
+	ModeQUIC = "quic"
+	ModeTCP  = "tcp"
+)
+
+// candidate is one way to reach a relay, started after delay unless an
+// earlier candidate fails first.
+type candidate struct {
+	kind  string // TransportQUIC or TransportTCP (direct or proxied)
+	delay time.Duration
+}
+
+// plan orders the attempts: QUIC first with TCP after a head start; TCP
+// first when it is what worked last on this network (QUIC is then
+// re-probed during the session); one of them when the mode forces it.
+func (c *Client) plan(key string) []candidate {
+	switch c.opts.Mode {
+	case ModeQUIC:
+		return []candidate{{kind: TransportQUIC}}
+	case ModeTCP:
+		return []candidate{{kind: TransportTCP}}
+	}
+	if r, ok := c.mem.get(key); ok && r.Transport != TransportQUIC {
+		return []candidate{{kind: TransportTCP}, {kind: TransportQUIC, delay: c.opts.TCPDelay}}
+	}
+	return []candidate{{kind: TransportQUIC}, {kind: TransportTCP, delay: c.opts.TCPDelay}}
+}
+
+type attemptResult struct {
+	kind string
+	s    *session
+	rep  *agentv1.HelloReply
+	rd   *framing.Reader
+	err  error
+}
+
+// establish races the plan's candidates (Happy Eyeballs): the first to
+// finish the TLS handshake and the Hello wins, the others are cancelled
+// and closed. It remembers what won for this network.
+func (c *Client) establish(ctx context.Context, addr string) (*session, *agentv1.HelloReply, *framing.Reader, error) {
+	key := networkKey(addr)
+	plan := c.plan(key)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan attemptResult, len(plan))
+	kick := make(chan struct{}) // closed when an attempt fails: start the next at once
+	var kickOnce sync.Once
+	var wg sync.WaitGroup
+	for _, cand := range plan {
+		wg.Go(func() {
+			if cand.delay > 0 {
+				t := time.NewTimer(cand.delay)
+				select {
+				case <-rctx.Done():
+					t.Stop()
+					results <- attemptResult{kind: cand.kind, err: rctx.Err()}
+					return
+				case <-kick:
+					t.Stop()
+				case <-t.C:
+				}
+			}
+			r := c.attempt(rctx, addr, cand.kind)
+			if r.err != nil {
+				kickOnce.Do(func() { close(kick) })
+			}
+			results <- r
+		})
+	}
+	var win *attemptResult
+	var failed []attemptResult
+	for range plan {
+		r := <-results
+		switch {
+		case r.err == nil && win == nil:
+			win = &r
+			cancel()
+		case r.err == nil:
+			r.s.conn.Close() // lost the race
+		case rctx.Err() == nil || win == nil:
+			failed = append(failed, r)
+		}
+	}
+	wg.Wait()
+	if win == nil {
+		return nil, nil, nil, bestError(addr, failed)
+	}
+	for _, f := range failed {
+		c.log.Debug("transport attempt lost", "relay", addr, "transport", f.kind, "err", f.err)
+	}
+	remember := win.s.conn.Transport()
+	if remember == TransportQUIC || (c.opts.Mode == ModeAuto && quicFailed(failed)) {
+		if err := c.mem.set(key, remember, c.opts.Now()); err != nil {
+			c.log.Warn("remember transport", "err", err)
+		}
+	}
+	return win.s, win.rep, win.rd, nil
+}
+
+func quicFailed(failed []attemptResult) bool {
+	for _, f := range failed {
+		if f.kind == TransportQUIC {
+			return true
+		}
+	}
+	return false
+}
+
+// attempt dials one transport and does the hello on it.
+func (c *Client) attempt(ctx context.Context, addr, kind string) attemptResult {
+	var cn conn
+	var pc *pinCheck
+	var err error
+	if kind == TransportQUIC {
+		cn, pc, err = c.dialQUIC(ctx, addr)
+	} else {
+		cn, pc, err = c.dialTCP(ctx, addr)
+	}
+	if err != nil {
+		return attemptResult{kind: kind, err: err}
+	}
+	// Reads of the hello reply end when the race is lost.
+	stop := context.AfterFunc(ctx, cn.Close)
+	defer stop()
+	s := &session{c: c, conn: cn, addr: addr}
+	rep, rd, err := s.handshake(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		err = c.savePinOnFirstUse(pc, addr)
+	}
+	if err != nil {
+		cn.Close()
+		return attemptResult{kind: kind, err: err}
+	}
+	return attemptResult{kind: kind, s: s, rep: rep, rd: rd}
+}
+
+// bestError picks the failure that tells the operator most: what the relay
+// said, then a pin mismatch, then a proxy failure, then the rest.
+func bestError(addr string, failed []attemptResult) error {
+	rank := func(err error) int {
+		var re *RelayError
+		var pe *ProxyError
+		switch {
+		case errors.As(err, &re):
+			return 4
+		case errors.Is(err, ErrPinMismatch):
+			return 3
+		case errors.As(err, &pe):
+			return 2
+		case errors.Is(err, context.Canceled):
+			return 0
+		}
+		return 1
+	}
+	var best error
+	var others []error
+	for _, f := range failed {
+		if best == nil || rank(f.err) > rank(best) {
+			if best != nil {
+				others = append(others, best)
+			}
+			best = f.err
+		} else {
+			others = append(others, f.err)
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("relay %s: no transport to try", addr)
+	}
+	if len(others) == 0 {
+		return best
+	}
+	return &raceError{best: best, others: others}
+}
+
+// raceError is the best failure of a race, with the others after it.
+type raceError struct {
+	best   error
+	others []error
+}
+
+func (e *raceError) Error() string {
+	msg := e.best.Error()
+	for _, o := range e.others {
+		msg += "; also: " + o.Error()
+	}
+	return msg
+}
+
+func (e *raceError) Unwrap() []error { return append([]error{e.best}, e.others...) }
