@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/internal/identity"
@@ -37,13 +38,21 @@ type Options struct {
 	CAFile      string // PEM bundle to trust
 	Fingerprint string // pinned SPKI SHA-256, hex; replaces CA validation
 	Timeout     time.Duration
+	// Proxy is the outbound HTTP CONNECT proxy, http://[user:pass@]host:port
+	// (basic credentials from the userinfo). Empty: the standard environment
+	// variables (HTTPS_PROXY, NO_PROXY) decide.
+	Proxy string
+	// Registerer gets gatehouse_relay_cloud_proxy_errors_total; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Client calls the cloud. It is safe for concurrent use.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
-	enc  *zstd.Encoder
+	base  *url.URL
+	hc    *http.Client
+	enc   *zstd.Encoder
+	proxy func(*http.Request) (*url.URL, error)
+	m     *metrics
 
 	mu   sync.RWMutex
 	auth string
@@ -82,15 +91,26 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     tc,
-		ForceAttemptHTTP2:   true,
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second,
+	var fixed *url.URL
+	if opts.Proxy != "" {
+		if fixed, err = ParseProxyURL(opts.Proxy); err != nil {
+			return nil, fmt.Errorf("cloud proxy: %w", err)
+		}
 	}
-	return &Client{base: u, hc: &http.Client{Transport: tr, Timeout: opts.Timeout}, enc: enc}, nil
+	proxy := proxyFunc(fixed)
+	tr := &http.Transport{
+		Proxy:                  proxy,
+		OnProxyConnectResponse: onConnectResponse,
+		TLSClientConfig:        tc,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConnsPerHost:    4,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+	}
+	return &Client{
+		base: u, hc: &http.Client{Transport: tr, Timeout: opts.Timeout}, enc: enc,
+		proxy: proxy, m: newMetrics(opts.Registerer),
+	}, nil
 }
 
 // SetCredentials sets the relay identity used on every call but Enroll.
@@ -215,7 +235,7 @@ func (c *Client) do(ctx context.Context, path string, auth bool, body []byte, hd
 	}
 	res, err := c.hc.Do(hr)
 	if err != nil {
-		return err
+		return c.proxyFailure(hr, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
@@ -251,6 +271,20 @@ func parseRetryAfter(v string) time.Duration {
 		}
 	}
 	return 0
+}
+
+// proxyFailure turns a failure at the outbound proxy into a *ProxyError
+// and counts it; other errors pass through.
+func (c *Client) proxyFailure(hr *http.Request, err error) error {
+	host := "(from environment)"
+	if pu, perr := c.proxy(hr); perr == nil && pu != nil {
+		host = pu.Host
+	}
+	err = classifyProxy(err, host)
+	if reason, ok := IsProxyError(err); ok {
+		c.m.proxyErrors.WithLabelValues(reason).Inc()
+	}
+	return err
 }
 
 // Close releases idle connections.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/internal/configfile"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 )
 
 // Config is the whole relay configuration file.
@@ -40,6 +41,9 @@ type Cloud struct {
 	CAFile          string `yaml:"ca_file"`
 	Fingerprint     string `yaml:"fingerprint"`
 	EnrollmentToken string `yaml:"enrollment_token"`
+	// Proxy is the outbound HTTP CONNECT proxy to the cloud,
+	// http://[user:pass@]host:port. Empty: HTTPS_PROXY/NO_PROXY decide.
+	Proxy string `yaml:"proxy"`
 }
 
 // Spool bounds the durable batch store.
@@ -134,6 +138,11 @@ func (c *Config) Validate() error {
 	if c.Cloud.Fingerprint != "" {
 		if _, err := identity.NormalizeFingerprint(c.Cloud.Fingerprint); err != nil {
 			bad("cloud.fingerprint: %v", err)
+		}
+	}
+	if c.Cloud.Proxy != "" {
+		if _, err := cloudclient.ParseProxyURL(c.Cloud.Proxy); err != nil {
+			bad("cloud.proxy: %v", err)
 		}
 	}
 	if c.Spool.MaxBytes <= 0 {

@@ -19,6 +19,10 @@ func TestValidate(t *testing.T) {
 		{"bad fingerprint", "cloud: {url: https://c, fingerprint: zz}", "cloud.fingerprint"},
 		{"bad listen", "listen: nope\ncloud: {url: https://c}", "listen"},
 		{"backoff order", "cloud: {url: https://c}\nuplink: {min_backoff: 10s, max_backoff: 1s}", "backoff"},
+		{"proxy", "cloud: {url: https://c, proxy: 'http://u:p@proxy.example:3128'}", ""},
+		{"proxy no port", "cloud: {url: https://c, proxy: 'http://u:secret@proxy.example'}", "cloud.proxy"},
+		{"proxy socks", "cloud: {url: https://c, proxy: 'socks5://proxy:1080'}", "scheme"},
+		{"proxy junk", "cloud: {url: https://c, proxy: 'http://u:secret@[::1'}", "cloud.proxy"},
 		{"durations", "cloud: {url: https://c}\nspool: {retry_after: 5s}\nheartbeat_interval: 1m", ""},
 	}
 	for _, tt := range tests {
@@ -36,6 +40,38 @@ func TestValidate(t *testing.T) {
 				t.Fatalf("got %v, want error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// A bad cloud.proxy is reported without its password.
+func TestProxyErrorHidesPassword(t *testing.T) {
+	for _, p := range []string{"http://u:secret@proxy.example", "ftp://u:secret@proxy:21", "http://u:secret@[::1", "http://u:secret@p:1/x"} {
+		c := Default()
+		c.Cloud.URL = "https://c"
+		c.Cloud.Proxy = p
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("%s: got no error, want one", p)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("got %q, want the password left out", err)
+		}
+	}
+}
+
+// The sample in docs/samples parses and shows the proxy setting.
+func TestSampleConfig(t *testing.T) {
+	c, err := Load("../../../docs/samples/relay.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Finish()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("got %v, want a valid sample", err)
+	}
+	if got, want := c.Cloud.Proxy, ""; got != want {
+		t.Errorf("cloud.proxy: got %q, want %q (the default: environment variables)", got, want)
 	}
 }
 
