@@ -33,7 +33,7 @@ test: deps build vet check-generated
 generate:
 	cd proto && PATH="$$PATH:$$(dirname $$($(GO) tool -n protoc-gen-go))" protoc -I . \
 		--go_out=. --go_opt=paths=source_relative \
-		gatehouse/agent/v1/agent.proto gatehouse/cloud/v1/cloud.proto
+		gatehouse/agent/v1/agent.proto gatehouse/cloud/v1/cloud.proto gatehouse/cluster/v1/cluster.proto
 
 # CI fails if the committed generated code is not what `make generate` makes.
 check-generated:

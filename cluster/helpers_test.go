@@ -1,0 +1,5 @@
+package cluster
+
+import "fmt"
+
+func fmtAny(v any) string { return fmt.Sprintf("%#v", v) }
