@@ -188,3 +188,96 @@ func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
 	return s, c.do(ctx, "GET", "/api/v1/stats", nil, nil, &s)
 }
+
+// GetDNSOverrides returns a site's DNS overrides.
+func (c *Client) GetDNSOverrides(ctx context.Context, tenant, site string) (DNSOverrides, error) {
+	var o DNSOverrides
+	return o, c.do(ctx, "GET", tpath(tenant, "sites", url.PathEscape(site), "dns-overrides"), nil, nil, &o)
+}
+
+// SetDNSOverrides replaces a site's DNS overrides.
+func (c *Client) SetDNSOverrides(ctx context.Context, tenant, site string, recs []DNSRecord) (DNSOverrides, error) {
+	if recs == nil {
+		recs = []DNSRecord{}
+	}
+	var o DNSOverrides
+	return o, c.do(ctx, "PUT", tpath(tenant, "sites", url.PathEscape(site), "dns-overrides"), nil, SetDNSRequest{Records: recs}, &o)
+}
+
+// SetGroupTier sets a group's policy tier ("server" or "workstation").
+func (c *Client) SetGroupTier(ctx context.Context, tenant, group, tier string) (Group, error) {
+	var g Group
+	return g, c.do(ctx, "PUT", tpath(tenant, "groups", url.PathEscape(group), "policy"), nil, SetTierRequest{Tier: tier}, &g)
+}
+
+// GetAllowList returns a tenant's allow-list.
+func (c *Client) GetAllowList(ctx context.Context, tenant string) (AllowList, error) {
+	var a AllowList
+	return a, c.do(ctx, "GET", tpath(tenant, "allow-list"), nil, nil, &a)
+}
+
+// SetAllowList replaces a tenant's allow-list.
+func (c *Client) SetAllowList(ctx context.Context, tenant string, cidrs, names []string) (AllowList, error) {
+	req := SetAllowListRequest{CIDRs: cidrs, Names: names}
+	if req.CIDRs == nil {
+		req.CIDRs = []string{}
+	}
+	if req.Names == nil {
+		req.Names = []string{}
+	}
+	var a AllowList
+	return a, c.do(ctx, "PUT", tpath(tenant, "allow-list"), nil, req, &a)
+}
+
+// CreateAction queues an action for an agent; payload nil means {}.
+func (c *Client) CreateAction(ctx context.Context, tenant, agent, typ string, payload json.RawMessage) (Action, error) {
+	var a Action
+	return a, c.do(ctx, "POST", tpath(tenant, "agents", url.PathEscape(agent), "actions"), nil, CreateActionRequest{Type: typ, Payload: payload}, &a)
+}
+
+// CreateBulkActions queues one action for several agents or a group.
+func (c *Client) CreateBulkActions(ctx context.Context, tenant string, req BulkActionRequest) ([]Action, error) {
+	var b BulkActions
+	return b.Actions, c.do(ctx, "POST", tpath(tenant, "actions", "bulk"), nil, req, &b)
+}
+
+// ListActions lists a tenant's actions, oldest first, filtered by agent and
+// state when set.
+func (c *Client) ListActions(ctx context.Context, tenant, agent, state string) ([]Action, error) {
+	q := url.Values{}
+	if agent != "" {
+		q.Set("agent_id", agent)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	var a []Action
+	return a, c.do(ctx, "GET", tpath(tenant, "actions"), q, nil, &a)
+}
+
+// GetAction returns one action.
+func (c *Client) GetAction(ctx context.Context, tenant, id string) (Action, error) {
+	var a Action
+	return a, c.do(ctx, "GET", tpath(tenant, "actions", url.PathEscape(id)), nil, nil, &a)
+}
+
+// WaitAction polls an action every interval until it is done or failed, or
+// ctx ends.
+func (c *Client) WaitAction(ctx context.Context, tenant, id string, interval time.Duration) (Action, error) {
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		a, err := c.GetAction(ctx, tenant, id)
+		if err != nil || a.Finished() {
+			return a, err
+		}
+		select {
+		case <-ctx.Done():
+			return a, fmt.Errorf("wait for action %s (state %s): %w", id, a.State, ctx.Err())
+		case <-t.C:
+		}
+	}
+}

@@ -24,12 +24,14 @@ type Site struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Group is a set of agents.
+// Group is a set of agents. Tier is its policy tier: "server" or
+// "workstation" (the default).
 type Group struct {
 	ID        string    `json:"id"`
 	TenantID  string    `json:"tenant_id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	Tier      string    `json:"tier"`
 }
 
 // RegistrationKey lets agents join a tenant's group.
@@ -72,6 +74,11 @@ type Agent struct {
 	OS           string    `json:"os"`
 	RelayID      string    `json:"relay_id"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// Isolated is the desired isolation state (set by isolate and
+	// cancel_isolation actions).
+	Isolated bool `json:"isolated"`
+	// Tier is the policy tier of the agent's group.
+	Tier string `json:"tier"`
 }
 
 // Event is one stored ECS event; Event is its raw JSON.
@@ -119,6 +126,105 @@ type CreateKeyRequest struct {
 // duration; empty means 24h.
 type CreateTokenRequest struct {
 	ValidFor string `json:"valid_for,omitempty"`
+}
+
+// DNSRecord is one overridden RRset: type A, AAAA, CNAME, SRV or TXT;
+// values in presentation form (SRV as "priority weight port target"); TTL in
+// seconds (0: 60). The server answers names fully qualified and lower case.
+type DNSRecord struct {
+	Name   string   `json:"name"`
+	Type   string   `json:"type"`
+	Values []string `json:"values"`
+	TTL    uint32   `json:"ttl"`
+}
+
+// DNSOverrides is a site's whole set of DNS overrides.
+type DNSOverrides struct {
+	TenantID  string      `json:"tenant_id"`
+	SiteID    string      `json:"site_id"`
+	Records   []DNSRecord `json:"records"`
+	UpdatedAt time.Time   `json:"updated_at,omitzero"`
+}
+
+// SetDNSRequest replaces a site's DNS overrides.
+type SetDNSRequest struct {
+	Records []DNSRecord `json:"records"`
+}
+
+// SetTierRequest sets a group's policy tier.
+type SetTierRequest struct {
+	Tier string `json:"tier"`
+}
+
+// AllowList is what a tenant's isolated agents may still reach: CIDRs (an
+// address alone is a /32 or /128) and DNS names.
+type AllowList struct {
+	TenantID  string    `json:"tenant_id,omitempty"`
+	CIDRs     []string  `json:"cidrs"`
+	Names     []string  `json:"names"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// SetAllowListRequest replaces a tenant's allow-list.
+type SetAllowListRequest struct {
+	CIDRs []string `json:"cidrs"`
+	Names []string `json:"names"`
+}
+
+// Action states.
+const (
+	ActionPending   = "pending"
+	ActionDelivered = "delivered_to_relay"
+	ActionDone      = "done"
+	ActionFailed    = "failed"
+)
+
+// Action is a command for one agent.
+type Action struct {
+	ID          string          `json:"id"`
+	TenantID    string          `json:"tenant_id"`
+	AgentID     string          `json:"agent_id"`
+	Type        string          `json:"type"`
+	Payload     json.RawMessage `json:"payload"`
+	State       string          `json:"state"`
+	CreatedAt   time.Time       `json:"created_at"`
+	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
+	RelayID     string          `json:"relay_id,omitempty"`
+	Result      *ActionResult   `json:"result,omitempty"`
+}
+
+// Finished reports whether the action is done or failed.
+func (a Action) Finished() bool { return a.State == ActionDone || a.State == ActionFailed }
+
+// ActionResult is how an action ended. Output is base64 in JSON, at most
+// 1 MiB (OutputTruncated when the agent sent more).
+type ActionResult struct {
+	OK              bool      `json:"ok"`
+	Reason          string    `json:"reason,omitempty"`
+	Output          []byte    `json:"output,omitempty"`
+	OutputTruncated bool      `json:"output_truncated,omitempty"`
+	FinishedAt      time.Time `json:"finished_at"`
+}
+
+// CreateActionRequest queues an action; Payload is a JSON object (see
+// docs/design.md for each type's fields), empty meaning {}.
+type CreateActionRequest struct {
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// BulkActionRequest queues one action for several agents: AgentIDs, or
+// every agent of GroupID.
+type BulkActionRequest struct {
+	AgentIDs []string        `json:"agent_ids,omitempty"`
+	GroupID  string          `json:"group_id,omitempty"`
+	Type     string          `json:"type"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+}
+
+// BulkActions answers a bulk request.
+type BulkActions struct {
+	Actions []Action `json:"actions"`
 }
 
 // ErrorBody is the body of every error answer.

@@ -19,7 +19,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
 )
 
-const maxBody = 64 << 10
+const maxBody = 1 << 20
 
 var (
 	errUnauthorized = errors.New("missing or wrong admin token")
@@ -58,6 +58,15 @@ func (s *Server) Register(mux *http.ServeMux) {
 		"GET /api/v1/tenants/{t}/events/count":                 s.countEvents,
 		"GET /api/v1/tenants/{t}/events":                       s.queryEvents,
 		"GET /api/v1/stats":                                    s.stats,
+		"GET /api/v1/tenants/{t}/sites/{s}/dns-overrides":      s.getDNS,
+		"PUT /api/v1/tenants/{t}/sites/{s}/dns-overrides":      s.setDNS,
+		"PUT /api/v1/tenants/{t}/groups/{g}/policy":            s.setTier,
+		"GET /api/v1/tenants/{t}/allow-list":                   s.getAllowList,
+		"PUT /api/v1/tenants/{t}/allow-list":                   s.setAllowList,
+		"POST /api/v1/tenants/{t}/agents/{a}/actions":          s.createAction,
+		"POST /api/v1/tenants/{t}/actions/bulk":                s.bulkActions,
+		"GET /api/v1/tenants/{t}/actions":                      s.listActions,
+		"GET /api/v1/tenants/{t}/actions/{id}":                 s.getAction,
 	}
 	for pattern, h := range routes {
 		mux.HandleFunc(pattern, s.wrap(h))
@@ -231,8 +240,32 @@ func (s *Server) listRelays(r *http.Request) (any, int, error) {
 }
 
 func (s *Server) listAgents(r *http.Request) (any, int, error) {
-	as, err := s.st.ListAgents(r.PathValue("t"))
-	return mapAll(as, agent), http.StatusOK, err
+	t := r.PathValue("t")
+	as, err := s.st.ListAgents(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	gs, err := s.st.ListGroups(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	iso, err := s.st.IsolationStates(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	tiers := make(map[string]string, len(gs))
+	for _, g := range gs {
+		tiers[g.ID] = g.Tier
+	}
+	out := mapAll(as, agent)
+	for i := range out {
+		out[i].Isolated = iso[out[i].ID].Isolated
+		out[i].Tier = tiers[out[i].GroupID]
+		if out[i].Tier == "" {
+			out[i].Tier = store.TierWorkstation
+		}
+	}
+	return out, http.StatusOK, nil
 }
 
 func (s *Server) countEvents(r *http.Request) (any, int, error) {
@@ -281,7 +314,12 @@ func mapAll[T, U any](in []T, f func(T) U) []U {
 
 func tenant(t store.Tenant) api.Tenant { return api.Tenant(t) }
 func site(s store.Site) api.Site       { return api.Site(s) }
-func group(g store.Group) api.Group    { return api.Group(g) }
+func group(g store.Group) api.Group {
+	if g.Tier == "" {
+		g.Tier = store.TierWorkstation
+	}
+	return api.Group(g)
+}
 
 func regKey(k store.RegistrationKey) api.RegistrationKey {
 	return api.RegistrationKey{ID: k.ID, TenantID: k.TenantID, GroupID: k.GroupID, Key: k.Key,

@@ -28,6 +28,7 @@ const (
 	DefaultMaxDecompressedBytes = 64 << 20
 	DefaultMaxPollWait          = 55 * time.Second
 	maxSmallBody                = 64 << 10 // enroll, register, poll
+	maxResultsPerCall           = 10000
 )
 
 // Config of the relay API.
@@ -80,6 +81,7 @@ func New(cfg Config) (*API, error) {
 	a.mux.HandleFunc("POST /v1/agents/register", a.wrap(a.register, true))
 	a.mux.HandleFunc("POST /v1/ingest/upload", a.wrap(a.upload, true))
 	a.mux.HandleFunc("POST /v1/control/poll", a.wrap(a.poll, true))
+	a.mux.HandleFunc("POST /v1/control/results", a.wrap(a.results, true))
 	return a, nil
 }
 
@@ -125,7 +127,7 @@ func (a *API) serve(h handlerFunc, auth bool, w http.ResponseWriter, r *http.Req
 		return nil, fmt.Errorf("%w %q, want %s", errMethodOrMedia, ct, contentType)
 	}
 	limit := int64(maxSmallBody)
-	if r.URL.Path == "/v1/ingest/upload" {
+	if r.URL.Path == "/v1/ingest/upload" || r.URL.Path == "/v1/control/results" {
 		limit = a.cfg.MaxBodyBytes
 	} else if ce := r.Header.Get("Content-Encoding"); ce != "" && ce != "identity" {
 		return nil, fmt.Errorf("%w %q", errBadEncoding, ce)
@@ -228,29 +230,99 @@ func (a *API) poll(ctx context.Context, relay store.Relay, _ *http.Request, body
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		changed := a.cfg.Store.KeysChanged()
-		keys, version, err := a.cfg.Store.KeySet(relay.TenantID)
+		changed := a.cfg.Store.ControlChanged()
+		cs, err := a.cfg.Store.Control(relay.TenantID, relay.SiteID)
 		if err != nil {
 			return nil, err
 		}
-		done := version != req.SinceVersion
-		if !done {
+		if cs.Version == req.SinceVersion {
 			select {
 			case <-changed:
 				continue
 			case <-timer.C:
-				done = true
 			case <-ctx.Done():
 				return nil, fmt.Errorf("%w: client gone", store.ErrClosed)
 			}
 		}
-		resp := &cloudv1.ControlPollResponse{Version: version}
-		for _, k := range keys {
-			resp.RegistrationKeys = append(resp.RegistrationKeys, &cloudv1.RegistrationKeyHash{
-				KeyId: k.ID, Sha256: k.SHA256, TenantId: k.TenantID, GroupId: k.GroupID,
-				ExpiresUnixMs: k.ExpiresAt.UnixMilli(),
-			})
+		resp := controlResponse(cs)
+		ids := make([]string, 0, len(cs.Actions))
+		for _, ac := range cs.Actions {
+			if ac.State == store.ActionPending {
+				ids = append(ids, ac.ID)
+			}
 		}
+		// Best effort: the state is informational, the relay has the list.
+		if err := a.cfg.Store.MarkDelivered(relay, ids); err != nil {
+			a.log.Warn("mark actions delivered", "relay", relay.ID, "err", err)
+		}
+		a.cfg.Metrics.ActionsDelivered.Add(float64(len(ids)))
 		return resp, nil
 	}
+}
+
+// controlResponse turns the store's control state into the wire answer.
+func controlResponse(cs store.ControlState) *cloudv1.ControlPollResponse {
+	resp := &cloudv1.ControlPollResponse{
+		Version:   cs.Version,
+		AllowList: &cloudv1.AllowList{Cidrs: cs.AllowList.CIDRs, Names: cs.AllowList.Names},
+	}
+	for _, k := range cs.Keys {
+		resp.RegistrationKeys = append(resp.RegistrationKeys, &cloudv1.RegistrationKeyHash{
+			KeyId: k.ID, Sha256: k.SHA256, TenantId: k.TenantID, GroupId: k.GroupID,
+			ExpiresUnixMs: k.ExpiresAt.UnixMilli(),
+		})
+	}
+	for _, r := range cs.DNS {
+		resp.DnsOverrides = append(resp.DnsOverrides, &cloudv1.DnsOverride{
+			Name: r.Name, Type: dnsType[r.Type], Values: r.Values, TtlSeconds: r.TTL,
+		})
+	}
+	for _, g := range cs.Groups {
+		resp.GroupPolicies = append(resp.GroupPolicies, &cloudv1.GroupPolicy{GroupId: g.ID, Tier: g.Tier})
+	}
+	for _, i := range cs.Isolation {
+		resp.Isolation = append(resp.Isolation, &cloudv1.AgentIsolation{
+			AgentId: i.AgentID, Isolated: i.Isolated, UpdatedUnixMs: i.UpdatedAt.UnixMilli(),
+		})
+	}
+	for _, ac := range cs.Actions {
+		resp.Actions = append(resp.Actions, &cloudv1.PendingAction{
+			ActionId: ac.ID, AgentId: ac.AgentID, Type: ac.Type, Payload: ac.Payload,
+			CreatedUnixMs: ac.CreatedAt.UnixMilli(),
+		})
+	}
+	return resp
+}
+
+var dnsType = map[string]cloudv1.DnsType{
+	"A": cloudv1.DnsType_DNS_TYPE_A, "AAAA": cloudv1.DnsType_DNS_TYPE_AAAA, "CNAME": cloudv1.DnsType_DNS_TYPE_CNAME,
+	"SRV": cloudv1.DnsType_DNS_TYPE_SRV, "TXT": cloudv1.DnsType_DNS_TYPE_TXT,
+}
+
+func (a *API) results(_ context.Context, relay store.Relay, r *http.Request, body []byte) (proto.Message, error) {
+	req, err := a.dec.Results(body, r.Header.Get("Content-Encoding"))
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Results) > maxResultsPerCall {
+		return nil, fmt.Errorf("%w: %d results, at most %d per call", errBadRequest, len(req.Results), maxResultsPerCall)
+	}
+	in := make([]store.ResultInput, len(req.Results))
+	for i, res := range req.Results {
+		in[i] = store.ResultInput{ActionID: res.ActionId, AgentID: res.AgentId, OK: res.Ok, Reason: res.Reason, Output: res.Output}
+	}
+	accepted, rejected, err := a.cfg.Store.RecordResults(relay, in)
+	if err != nil {
+		return nil, err
+	}
+	a.cfg.Metrics.ActionResults.WithLabelValues("accepted").Add(float64(accepted))
+	a.cfg.Metrics.ActionResults.WithLabelValues("rejected").Add(float64(len(rejected)))
+	ack := &cloudv1.ActionResultsAck{Accepted: uint32(accepted)}
+	for _, rj := range rejected {
+		ack.Rejected = append(ack.Rejected, &cloudv1.RejectedResult{ActionId: rj.ActionID, Reason: rj.Reason})
+	}
+	if len(rejected) > 0 {
+		a.log.Info("action results rejected", "relay", relay.ID, "rejected", len(rejected), "first", rejected[0].ActionID, "reason", rejected[0].Reason)
+	}
+	return ack, nil
 }

@@ -85,3 +85,17 @@ func (d *Decoder) Upload(body []byte, encoding string) (*cloudv1.UploadRequest, 
 	}
 	return req, nil
 }
+
+// Results decodes an action results body: content decoding, then
+// ActionResults.
+func (d *Decoder) Results(body []byte, encoding string) (*cloudv1.ActionResults, error) {
+	raw, err := d.Body(body, encoding)
+	if err != nil {
+		return nil, err
+	}
+	req := &cloudv1.ActionResults{}
+	if err := Message(raw, req); err != nil {
+		return nil, err
+	}
+	return req, nil
+}

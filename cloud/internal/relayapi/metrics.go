@@ -9,6 +9,10 @@ type Metrics struct {
 	Events        prometheus.Counter
 	UploadBytes   prometheus.Counter
 	RequestErrors *prometheus.CounterVec
+	// ActionsDelivered counts actions first handed to a relay by a poll.
+	ActionsDelivered prometheus.Counter
+	// ActionResults counts reported results by result (accepted, rejected).
+	ActionResults *prometheus.CounterVec
 }
 
 // NewMetrics registers the relay API metrics with reg (nil: unregistered).
@@ -29,12 +33,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RequestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_cloud_request_errors_total", Help: "Relay API requests answered with an error, by path and HTTP code.",
 		}, []string{"path", "code"}),
+		ActionsDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_cloud_actions_delivered_total", Help: "Actions first handed to a relay by a control poll.",
+		}),
+		ActionResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gatehouse_cloud_action_results_total", Help: "Action results reported by relays, by result (accepted, rejected).",
+		}, []string{"result"}),
 	}
 	for _, r := range []string{"accepted", "duplicate", "rejected"} {
 		m.Batches.WithLabelValues(r)
 	}
+	for _, r := range []string{"accepted", "rejected"} {
+		m.ActionResults.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.Uploads, m.Batches, m.Events, m.UploadBytes, m.RequestErrors)
+		reg.MustRegister(m.Uploads, m.Batches, m.Events, m.UploadBytes, m.RequestErrors, m.ActionsDelivered, m.ActionResults)
 	}
 	return m
 }

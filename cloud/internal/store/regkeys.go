@@ -61,7 +61,7 @@ func (s *Store) CreateRegistrationKey(tenant, group string, validFor time.Durati
 	if err != nil {
 		return RegistrationKey{}, fmt.Errorf("create registration key: %w", err)
 	}
-	s.notifyKeys()
+	s.notify()
 	return key, nil
 }
 
@@ -106,19 +106,9 @@ func (s *Store) KeySet(tenant string) ([]RegistrationKey, uint64, error) {
 	return keys, v + 1, nil
 }
 
-// KeysChanged returns a channel closed at the next key change (any tenant).
-func (s *Store) KeysChanged() <-chan struct{} {
-	s.keysMu.Lock()
-	defer s.keysMu.Unlock()
-	return s.keysChanged
-}
-
-func (s *Store) notifyKeys() {
-	s.keysMu.Lock()
-	close(s.keysChanged)
-	s.keysChanged = make(chan struct{})
-	s.keysMu.Unlock()
-}
+// KeysChanged returns a channel closed at the next control change (any
+// tenant); it is ControlChanged, kept for its callers.
+func (s *Store) KeysChanged() <-chan struct{} { return s.ControlChanged() }
 
 // lookupKey finds a key by its text, in any tenant.
 func lookupKey(txn *badger.Txn, text string) (RegistrationKey, error) {
@@ -169,7 +159,7 @@ func (s *Store) EnsureSuccessors() ([]RegistrationKey, error) {
 		return nil, fmt.Errorf("key successors: %w", err)
 	}
 	if len(made) > 0 {
-		s.notifyKeys()
+		s.notify()
 	}
 	return made, nil
 }

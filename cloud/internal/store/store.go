@@ -46,8 +46,8 @@ type Store struct {
 
 	wmu sync.Mutex // serialises update transactions
 
-	keysMu      sync.Mutex
-	keysChanged chan struct{} // closed and replaced when any key is created
+	changedMu sync.Mutex
+	changed   chan struct{} // closed and replaced at every control change
 
 	seenMu   sync.Mutex
 	lastSeen map[string]time.Time // relay id -> last persisted last_seen
@@ -83,12 +83,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	return &Store{
-		db:          db,
-		log:         opts.Logger,
-		now:         opts.Now,
-		maxPerTxn:   opts.MaxBatchesPerTxn,
-		keysChanged: make(chan struct{}),
-		lastSeen:    make(map[string]time.Time),
+		db:        db,
+		log:       opts.Logger,
+		now:       opts.Now,
+		maxPerTxn: opts.MaxBatchesPerTxn,
+		changed:   make(chan struct{}),
+		lastSeen:  make(map[string]time.Time),
 	}, nil
 }
 

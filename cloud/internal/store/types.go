@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Every record carries its tenant, so that roles, audit and per-tenant export
 // can be added without a migration.
@@ -20,12 +23,14 @@ type Site struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Group is a set of agents sharing policy and rollout.
+// Group is a set of agents sharing policy and rollout. Tier is its policy
+// tier (TierServer or TierWorkstation; empty in records means workstation).
 type Group struct {
 	ID        string    `json:"id"`
 	TenantID  string    `json:"tenant_id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	Tier      string    `json:"tier,omitempty"`
 }
 
 // Relay is an enrolled relay. Only the SHA-256 of its secret is kept.
@@ -95,4 +100,72 @@ type Stats struct {
 	Events           uint64 `json:"events"`
 	Batches          uint64 `json:"batches"`
 	DuplicateBatches uint64 `json:"duplicate_batches"`
+}
+
+// DNSRecord is one overridden RRset of a site. Values are in presentation
+// form (SRV as "priority weight port target").
+type DNSRecord struct {
+	Name   string   `json:"name"`
+	Type   string   `json:"type"`
+	Values []string `json:"values"`
+	TTL    uint32   `json:"ttl"`
+}
+
+// DNSOverrides is a site's whole set of DNS overrides.
+type DNSOverrides struct {
+	TenantID  string      `json:"tenant_id"`
+	SiteID    string      `json:"site_id"`
+	Records   []DNSRecord `json:"records"`
+	UpdatedAt time.Time   `json:"updated_at,omitzero"`
+}
+
+// AllowList is what a tenant's isolated agents may still reach.
+type AllowList struct {
+	TenantID  string    `json:"tenant_id"`
+	CIDRs     []string  `json:"cidrs"`
+	Names     []string  `json:"names"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// Isolation is an agent's desired isolation state.
+type Isolation struct {
+	AgentID   string    `json:"agent_id"`
+	Isolated  bool      `json:"isolated"`
+	ActionID  string    `json:"action_id"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Action states.
+const (
+	ActionPending   = "pending"
+	ActionDelivered = "delivered_to_relay"
+	ActionDone      = "done"
+	ActionFailed    = "failed"
+)
+
+// Action is a command for one agent. Payload is a JSON object.
+type Action struct {
+	ID          string          `json:"id"`
+	TenantID    string          `json:"tenant_id"`
+	AgentID     string          `json:"agent_id"`
+	Type        string          `json:"type"`
+	Payload     json.RawMessage `json:"payload"`
+	State       string          `json:"state"`
+	CreatedAt   time.Time       `json:"created_at"`
+	DeliveredAt time.Time       `json:"delivered_at,omitzero"`
+	RelayID     string          `json:"relay_id,omitempty"`
+	Result      *ActionResult   `json:"result,omitempty"`
+}
+
+// Finished reports whether the action is done or failed.
+func (a Action) Finished() bool { return a.State == ActionDone || a.State == ActionFailed }
+
+// ActionResult is how an action ended.
+type ActionResult struct {
+	OK              bool      `json:"ok"`
+	Reason          string    `json:"reason,omitempty"`
+	Output          []byte    `json:"output,omitempty"`
+	OutputTruncated bool      `json:"output_truncated,omitempty"`
+	FinishedAt      time.Time `json:"finished_at"`
+	RelayID         string    `json:"relay_id,omitempty"`
 }
