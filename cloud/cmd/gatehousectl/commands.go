@@ -86,7 +86,8 @@ func newRootCommand(out io.Writer) *cobra.Command {
 	pf.StringVar(&a.token, "token", os.Getenv("GATEHOUSE_TOKEN"), "admin token (env GATEHOUSE_TOKEN)")
 	pf.StringVar(&a.tokenFile, "token-file", "", "file holding the admin token")
 	pf.StringVarP(&a.output, "output", "o", "text", "output format: text or json")
-	root.AddCommand(a.tenantCmd(), a.siteCmd(), a.groupCmd(), a.keyCmd(), a.relayCmd(), a.agentCmd(), a.eventsCmd(), a.statsCmd())
+	root.AddCommand(a.tenantCmd(), a.siteCmd(), a.groupCmd(), a.keyCmd(), a.relayCmd(), a.agentCmd(), a.eventsCmd(), a.statsCmd(),
+		a.dnsCmd(), a.allowListCmd(), a.actionCmd())
 	return root
 }
 
@@ -157,7 +158,11 @@ func (a *app) namedCmd(kind string,
 			if err != nil {
 				return err
 			}
-			return a.print(v, []string{"ID", "TENANT", "NAME", "CREATED"}, rows)
+			header := []string{"ID", "TENANT", "NAME", "CREATED"}
+			if kind == "group" {
+				header = append(header, "TIER")
+			}
+			return a.print(v, header, rows)
 		})}
 	tenantFlag(l, &ltenant)
 	return group(kind, "Manage "+kind+"s", c, l)
@@ -180,6 +185,12 @@ func (a *app) siteCmd() *cobra.Command {
 }
 
 func (a *app) groupCmd() *cobra.Command {
+	c := a.namedCmdGroup()
+	c.AddCommand(a.setTierCmd())
+	return c
+}
+
+func (a *app) namedCmdGroup() *cobra.Command {
 	return a.namedCmd("group",
 		func(ctx context.Context, c *adminapi.Client, t, n string) (string, string, string, time.Time, any, error) {
 			g, err := c.CreateGroup(ctx, t, n)
@@ -189,7 +200,7 @@ func (a *app) groupCmd() *cobra.Command {
 			gs, err := c.ListGroups(ctx, t)
 			var rows [][]string
 			for _, g := range gs {
-				rows = append(rows, []string{g.ID, g.TenantID, g.Name, ts(g.CreatedAt)})
+				rows = append(rows, []string{g.ID, g.TenantID, g.Name, ts(g.CreatedAt), g.Tier})
 			}
 			return rows, gs, err
 		})
@@ -283,9 +294,9 @@ func (a *app) agentCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, g := range as {
-				rows = append(rows, []string{g.ID, g.GroupID, g.Hostname, g.AgentVersion, g.OS, g.RelayID, ts(g.RegisteredAt)})
+				rows = append(rows, []string{g.ID, g.GroupID, g.Tier, fmt.Sprint(g.Isolated), g.Hostname, g.AgentVersion, g.OS, g.RelayID, ts(g.RegisteredAt)})
 			}
-			return a.print(as, []string{"ID", "GROUP", "HOSTNAME", "VERSION", "OS", "RELAY", "REGISTERED"}, rows)
+			return a.print(as, []string{"ID", "GROUP", "TIER", "ISOLATED", "HOSTNAME", "VERSION", "OS", "RELAY", "REGISTERED"}, rows)
 		})}
 	tenantFlag(list, &tenant)
 	return group("agent", "List agents", list)
