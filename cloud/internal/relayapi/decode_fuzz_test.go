@@ -45,10 +45,39 @@ func FuzzRequests(f *testing.F) {
 	f.Add([]byte{0x12, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, m := range []proto.Message{
-			&cloudv1.EnrollRequest{}, &cloudv1.RegisterAgentRequest{}, &cloudv1.ControlPollRequest{},
+			&cloudv1.EnrollRequest{}, &cloudv1.RegisterAgentRequest{}, &cloudv1.ControlPollRequest{}, &cloudv1.ActionResults{},
 		} {
 			if err := Message(b, m); err != nil && !errors.Is(err, errBadRequest) {
 				t.Fatalf("unexpected error class: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzResultsBody feeds arbitrary bytes to the action results decoder, as a
+// zstd body and as a plain one.
+func FuzzResultsBody(f *testing.F) {
+	f.Add([]byte{})
+	valid, _ := proto.Marshal(&cloudv1.ActionResults{Results: []*cloudv1.ActionResult{{ActionId: "act_1", AgentId: "a", Ok: true, Output: []byte("out")}}})
+	f.Add(valid)
+	f.Add(encodeZstd(valid))
+	f.Add([]byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	d, err := NewDecoder(1 << 20)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(d.Close)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, enc := range []string{"zstd", ""} {
+			req, err := d.Results(b, enc)
+			if err != nil {
+				if !errors.Is(err, errBadRequest) && !errors.Is(err, errTooLarge) {
+					t.Fatalf("%s: unexpected error class: %v", enc, err)
+				}
+				continue
+			}
+			for _, r := range req.Results {
+				_ = r.GetActionId()
 			}
 		}
 	})

@@ -213,6 +213,9 @@ func getAllowList(txn *badger.Txn, tenant string) (AllowList, error) {
 	return al, err
 }
 
+// CheckAllowList validates an allow-list and returns it canonical.
+func CheckAllowList(cidrs, names []string) (AllowList, error) { return canonicalAllowList(cidrs, names) }
+
 func canonicalAllowList(cidrs, names []string) (AllowList, error) {
 	if len(cidrs) > MaxAllowListEntries || len(names) > MaxAllowListEntries {
 		return AllowList{}, fmt.Errorf("%w: allow-list: at most %d cidrs and %d names", ErrInvalid, MaxAllowListEntries, MaxAllowListEntries)
