@@ -214,7 +214,9 @@ func getAllowList(txn *badger.Txn, tenant string) (AllowList, error) {
 }
 
 // CheckAllowList validates an allow-list and returns it canonical.
-func CheckAllowList(cidrs, names []string) (AllowList, error) { return canonicalAllowList(cidrs, names) }
+func CheckAllowList(cidrs, names []string) (AllowList, error) {
+	return canonicalAllowList(cidrs, names)
+}
 
 func canonicalAllowList(cidrs, names []string) (AllowList, error) {
 	if len(cidrs) > MaxAllowListEntries || len(names) > MaxAllowListEntries {
