@@ -44,6 +44,7 @@ check-generated:
 
 bench: build
 	GATEHOUSE_BIN=$(BIN) scripts/bench.sh docs/benchmarks.md
+	scripts/dns-bench.sh docs/benchmarks-dns.md
 
 # Short fuzzing of every network-facing decoder (the seed corpus runs in `make test`).
 fuzz:
