@@ -92,17 +92,27 @@ func newSite(t *testing.T, opt harness.RelayOptions) *testSite {
 // its app.log.
 func (s *testSite) agent(name string) (*harness.Agent, *harness.LogWriter) {
 	s.t.Helper()
+	return s.agentWith(name, nil)
+}
+
+// agentWith is agent with options changed by tweak (a place, a proxy).
+func (s *testSite) agentWith(name string, tweak func(*harness.AgentOptions)) (*harness.Agent, *harness.LogWriter) {
+	s.t.Helper()
 	dir := filepath.Join(s.dir, name)
 	w, err := harness.NewLogWriter(filepath.Join(dir, "logs", "app.log"), name)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	a, err := harness.StartAgent(s.ctx, s.bin, dir, harness.AgentOptions{
+	opt := harness.AgentOptions{
 		Relays:          []string{s.relay.Addr},
 		Fingerprint:     s.fp,
 		RegistrationKey: s.site.RegistrationKey,
 		LogGlobs:        []string{filepath.Join(dir, "logs", "*.log")},
-	})
+	}
+	if tweak != nil {
+		tweak(&opt)
+	}
+	a, err := harness.StartAgent(s.ctx, s.bin, dir, opt)
 	if a != nil && a.Proc != nil {
 		s.procs = append(s.procs, a.Proc)
 	}

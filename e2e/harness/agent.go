@@ -17,6 +17,9 @@ type AgentOptions struct {
 	LogGlobs        []string
 	RingMaxBytes    int64 // 0: the agent's default
 	Hostname        string
+	Place           Place  // where it runs (only Netns matters); zero: here
+	Proxy           string // proxy: http://user:pass@host:port; "": none
+	TransportMode   string // transport.mode: auto, quic or tcp; "": default
 }
 
 // Agent is a running gatehouse-agent.
@@ -24,6 +27,7 @@ type Agent struct {
 	*Proc
 	DataDir string
 	Config  string
+	conf    map[string]any
 }
 
 // AgentStatus is the agent's status.json.
@@ -31,6 +35,8 @@ type AgentStatus struct {
 	AgentID   string `json:"agent_id"`
 	State     string `json:"state"`
 	Relay     string `json:"relay"`
+	Transport string `json:"transport"` // quic, tcp or tcp+proxy
+	Proxy     string `json:"proxy"`
 	LastError string `json:"last_error"`
 	Ring      struct {
 		Batches        int64 `json:"batches"`
@@ -69,14 +75,33 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 	if opt.RingMaxBytes > 0 {
 		cfg["ring"] = map[string]any{"max_bytes": opt.RingMaxBytes}
 	}
+	if opt.Proxy != "" {
+		cfg["proxy"] = opt.Proxy
+	}
+	if opt.TransportMode != "" {
+		cfg["transport"] = map[string]any{"mode": opt.TransportMode}
+	}
+	a.conf = cfg
 	if err := writeYAML(a.Config, cfg); err != nil {
 		return nil, err
 	}
 	a.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-agent"), []string{"run", "--config", a.Config}, filepath.Join(dir, "agent.log"))
+	a.Proc.Netns = opt.Place.Netns
 	if err := a.Start(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// SetProxy rewrites proxy in the agent's config file ("" removes it); it
+// takes effect when the agent is started again.
+func (a *Agent) SetProxy(proxy string) error {
+	if proxy == "" {
+		delete(a.conf, "proxy")
+	} else {
+		a.conf["proxy"] = proxy
+	}
+	return writeYAML(a.Config, a.conf)
 }
 
 // Status reads the agent's status file.

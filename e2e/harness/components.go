@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,12 +24,12 @@ func writeYAML(path string, v any) error {
 	return os.WriteFile(path, b, 0o600)
 }
 
-func getJSON(ctx context.Context, url string, v any) error {
+func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -39,9 +40,9 @@ func getJSON(ctx context.Context, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func ready(ctx context.Context, adminAddr string) (bool, error) {
+func ready(ctx context.Context, hc *http.Client, adminAddr string) (bool, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/readyz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false, err
 	}
@@ -51,12 +52,12 @@ func ready(ctx context.Context, adminAddr string) (bool, error) {
 
 // waitReady waits until the process's /readyz answers 200, failing early if
 // the process exits.
-func waitReady(ctx context.Context, p *Proc, adminAddr string, timeout time.Duration) error {
+func waitReady(ctx context.Context, p *Proc, hc *http.Client, adminAddr string, timeout time.Duration) error {
 	return WaitFor(ctx, timeout, p.Name+" ready", func() (bool, error) {
 		if !p.Running() {
 			return false, fmt.Errorf("%s exited: %v\n%s", p.Name, p.ExitErr(), p.Tail(30))
 		}
-		return ready(ctx, adminAddr)
+		return ready(ctx, hc, adminAddr)
 	})
 }
 
@@ -67,6 +68,8 @@ type Cloud struct {
 	Listen    string // host:port of the relay API
 	AdminAddr string
 	Admin     *adminapi.Client
+	Place     Place
+	hc        *http.Client
 }
 
 // URL is the relay API's base URL.
@@ -75,34 +78,45 @@ func (c *Cloud) URL() string { return "https://" + c.Listen }
 // CAFile is the cloud certificate relays trust.
 func (c *Cloud) CAFile() string { return filepath.Join(c.DataDir, "tls", "cert.pem") }
 
-// StartCloud starts a cloud with its data under dir and waits until ready.
+// StartCloud starts a cloud on loopback with its data under dir and waits
+// until ready.
 func StartCloud(ctx context.Context, bin, dir string) (*Cloud, error) {
+	return StartCloudAt(ctx, bin, dir, Place{})
+}
+
+// StartCloudAt starts a cloud at a place: in a namespace it serves relays
+// on IP:443 (its certificate names IP) and admin on 127.0.0.1:9100 there.
+func StartCloudAt(ctx context.Context, bin, dir string, at Place) (*Cloud, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	lp, err := FreePort()
-	if err != nil {
-		return nil, err
+	c := &Cloud{DataDir: filepath.Join(dir, "data"), Place: at, hc: at.httpClient()}
+	conf := map[string]any{
+		"data_dir": c.DataDir,
+		"log":      map[string]any{"level": "info"},
 	}
-	ap, err := FreePort()
-	if err != nil {
-		return nil, err
+	if at.In() {
+		c.Listen = net.JoinHostPort(at.IP, fmt.Sprint(ServicePort))
+		c.AdminAddr = net.JoinHostPort("127.0.0.1", fmt.Sprint(AdminPort))
+		conf["tls_hosts"] = []string{at.IP}
+	} else {
+		lp, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		c.Listen, c.AdminAddr = fmt.Sprintf("127.0.0.1:%d", lp), fmt.Sprintf("127.0.0.1:%d", ap)
 	}
-	c := &Cloud{
-		DataDir:   filepath.Join(dir, "data"),
-		Listen:    fmt.Sprintf("127.0.0.1:%d", lp),
-		AdminAddr: fmt.Sprintf("127.0.0.1:%d", ap),
-	}
+	conf["listen"], conf["admin_listen"] = c.Listen, c.AdminAddr
 	cfg := filepath.Join(dir, "cloud.yaml")
-	if err := writeYAML(cfg, map[string]any{
-		"data_dir":     c.DataDir,
-		"listen":       c.Listen,
-		"admin_listen": c.AdminAddr,
-		"log":          map[string]any{"level": "info"},
-	}); err != nil {
+	if err := writeYAML(cfg, conf); err != nil {
 		return nil, err
 	}
 	c.Proc = NewProc("cloud", filepath.Join(bin, "gatehouse-cloud"), []string{"--config", cfg}, filepath.Join(dir, "cloud.log"))
+	c.Proc.Netns = at.Netns
 	if err := c.Restart(ctx); err != nil {
 		return nil, err
 	}
@@ -111,6 +125,7 @@ func StartCloud(ctx context.Context, bin, dir string) (*Cloud, error) {
 		return nil, fmt.Errorf("cloud admin token: %w", err)
 	}
 	c.Admin = adminapi.NewClient("http://"+c.AdminAddr, strings.TrimSpace(string(tok)))
+	c.Admin.HTTP = c.hc
 	return c, nil
 }
 
@@ -119,7 +134,7 @@ func (c *Cloud) Restart(ctx context.Context) error {
 	if err := c.Start(); err != nil {
 		return err
 	}
-	return waitReady(ctx, c.Proc, c.AdminAddr, 30*time.Second)
+	return waitReady(ctx, c.Proc, c.hc, c.AdminAddr, 30*time.Second)
 }
 
 // Site is what Bootstrap made in the cloud for one customer site.

@@ -12,12 +12,12 @@ import (
 
 // scrapeMetric sums the samples of one metric family whose labels include
 // every name="value" pair in match.
-func scrapeMetric(ctx context.Context, url, name string, match ...string) (float64, error) {
+func scrapeMetric(ctx context.Context, hc *http.Client, url, name string, match ...string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -22,8 +22,12 @@ import (
 type Proc struct {
 	Name    string
 	LogPath string
-	bin     string
-	args    []string
+	// Netns, when set, runs the binary inside that network namespace
+	// (`ip netns exec NAME bin args...`; ip execs the binary, so signals
+	// and kill -9 reach it directly).
+	Netns string
+	bin   string
+	args  []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -47,8 +51,12 @@ func (p *Proc) Start() error {
 	if err != nil {
 		return fmt.Errorf("%s: log: %w", p.Name, err)
 	}
-	fmt.Fprintf(logf, "=== %s start %s %s\n", time.Now().Format(time.RFC3339Nano), p.bin, strings.Join(p.args, " "))
-	cmd := exec.Command(p.bin, p.args...)
+	bin, args := p.bin, p.args
+	if p.Netns != "" {
+		bin, args = "ip", append([]string{"netns", "exec", p.Netns, p.bin}, p.args...)
+	}
+	fmt.Fprintf(logf, "=== %s start %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Own process group: a test's kill reaches nothing else, and Ctrl-C in
@@ -56,7 +64,7 @@ func (p *Proc) Start() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return fmt.Errorf("%s: start %s: %w", p.Name, p.bin, err)
+		return fmt.Errorf("%s: start %s: %w", p.Name, bin, err)
 	}
 	done := make(chan struct{})
 	p.cmd, p.done, p.err = cmd, done, nil

@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,14 +17,20 @@ type RelayOptions struct {
 	MaxUploadBytes int64  // 0: the relay's default
 	MaxUploadAge   string // "" : the relay's default
 	MaxBackoff     string // "" : 2s, so tests see recovery quickly
+	Place          Place  // where it runs; zero: loopback
+	CloudProxy     string // cloud.proxy, http://user:pass@host:port; "": none
 }
 
 // Relay is a running gatehouse-relay.
 type Relay struct {
 	*Proc
 	DataDir   string
-	Addr      string // agents' QUIC address
+	Addr      string // agents' address (UDP for QUIC, TCP for TLS)
 	AdminAddr string
+	Config    string // its YAML file
+	Place     Place
+	conf      map[string]any
+	hc        *http.Client
 }
 
 // RelayStatus is the relay's GET /v1/status.
@@ -49,18 +57,20 @@ func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	qp, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	ap, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	r := &Relay{
-		DataDir:   filepath.Join(dir, "data"),
-		Addr:      fmt.Sprintf("127.0.0.1:%d", qp),
-		AdminAddr: fmt.Sprintf("127.0.0.1:%d", ap),
+	r := &Relay{DataDir: filepath.Join(dir, "data"), Config: filepath.Join(dir, "relay.yaml"), Place: opt.Place, hc: opt.Place.httpClient()}
+	if opt.Place.In() {
+		r.Addr = net.JoinHostPort(opt.Place.IP, fmt.Sprint(ServicePort))
+		r.AdminAddr = net.JoinHostPort("127.0.0.1", fmt.Sprint(AdminPort))
+	} else {
+		qp, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		r.Addr, r.AdminAddr = fmt.Sprintf("127.0.0.1:%d", qp), fmt.Sprintf("127.0.0.1:%d", ap)
 	}
 	spool := map[string]any{"retry_after": "500ms"}
 	if opt.SpoolMaxBytes > 0 {
@@ -76,23 +86,28 @@ func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string
 	if opt.MaxUploadAge != "" {
 		uplink["max_upload_age"] = opt.MaxUploadAge
 	}
-	cfg := filepath.Join(dir, "relay.yaml")
-	if err := writeYAML(cfg, map[string]any{
+	cloudConf := map[string]any{
+		"url":              cloud.URL(),
+		"ca_file":          cloud.CAFile(),
+		"enrollment_token": token,
+	}
+	if opt.CloudProxy != "" {
+		cloudConf["proxy"] = opt.CloudProxy
+	}
+	r.conf = map[string]any{
 		"name":         filepath.Base(dir),
 		"data_dir":     r.DataDir,
 		"listen":       r.Addr,
 		"admin_listen": r.AdminAddr,
-		"cloud": map[string]any{
-			"url":              cloud.URL(),
-			"ca_file":          cloud.CAFile(),
-			"enrollment_token": token,
-		},
-		"spool":  spool,
-		"uplink": uplink,
-	}); err != nil {
+		"cloud":        cloudConf,
+		"spool":        spool,
+		"uplink":       uplink,
+	}
+	if err := writeYAML(r.Config, r.conf); err != nil {
 		return nil, err
 	}
-	r.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-relay"), []string{"--config", cfg}, filepath.Join(dir, "relay.log"))
+	r.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-relay"), []string{"--config", r.Config}, filepath.Join(dir, "relay.log"))
+	r.Proc.Netns = opt.Place.Netns
 	if err := r.Restart(ctx); err != nil {
 		return nil, err
 	}
@@ -104,7 +119,7 @@ func (r *Relay) Restart(ctx context.Context) error {
 	if err := r.Start(); err != nil {
 		return err
 	}
-	return waitReady(ctx, r.Proc, r.AdminAddr, 30*time.Second)
+	return waitReady(ctx, r.Proc, r.hc, r.AdminAddr, 30*time.Second)
 }
 
 // Fingerprint is the relay key's pin, as agents configure it.
@@ -119,12 +134,24 @@ func (r *Relay) Fingerprint() (string, error) {
 // Status fetches the relay's status.
 func (r *Relay) Status(ctx context.Context) (RelayStatus, error) {
 	var s RelayStatus
-	err := getJSON(ctx, "http://"+r.AdminAddr+"/v1/status", &s)
+	err := getJSON(ctx, r.hc, "http://"+r.AdminAddr+"/v1/status", &s)
 	return s, err
 }
 
 // Metric returns the sum of every sample of a Prometheus metric family the
 // relay exports whose labels contain all of match ("k=\"v\"" pairs).
 func (r *Relay) Metric(ctx context.Context, name string, match ...string) (float64, error) {
-	return scrapeMetric(ctx, "http://"+r.AdminAddr+"/metrics", name, match...)
+	return scrapeMetric(ctx, r.hc, "http://"+r.AdminAddr+"/metrics", name, match...)
+}
+
+// SetCloudProxy rewrites cloud.proxy in the relay's config file ("" removes
+// it); it takes effect at the next Restart.
+func (r *Relay) SetCloudProxy(proxy string) error {
+	c := r.conf["cloud"].(map[string]any)
+	if proxy == "" {
+		delete(c, "proxy")
+	} else {
+		c["proxy"] = proxy
+	}
+	return writeYAML(r.Config, r.conf)
 }
