@@ -18,6 +18,12 @@ func TestSampleConfigParses(t *testing.T) {
 	if got, want := c.Ring.MaxBytes, int64(104857600); got != want {
 		t.Fatalf("ring.max_bytes: got %d, want %d", got, want)
 	}
+	if got, want := c.Transport.Mode, "auto"; got != want {
+		t.Fatalf("transport.mode: got %q, want %q", got, want)
+	}
+	if got, want := c.Transport.QUICReprobe.String(), "10m0s"; got != want {
+		t.Fatalf("transport.quic_reprobe: got %s, want %s", got, want)
+	}
 }
 
 func TestIDCommand(t *testing.T) {

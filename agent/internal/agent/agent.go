@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/gatehouse/gatehouse/agent/internal/batch"
 	"github.com/gatehouse/gatehouse/agent/internal/config"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -76,7 +78,14 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		a.sampler = s
 		a.stats = &hoststats.Collector{Sampler: s, Sink: a.bulk, Source: src, Interval: cfg.StatsInterval, Now: time.Now, Logger: log.With("component", "hoststats")}
 	}
+	proxy, err := cfg.ProxyURL()
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
 	a.client, err = transport.New(transport.Options{
+		Mode: cfg.Transport.Mode, TCPDelay: cfg.Transport.TCPDelay, QUICReprobe: cfg.Transport.QUICReprobe,
+		Proxy: proxy, ProxyFromEnv: httpproxy.FromEnvironment().ProxyFunc(),
 		Relays: cfg.Relays, Fingerprint: cfg.RelayFingerprint, RegistrationKey: cfg.RegistrationKey,
 		DataDir: cfg.DataDir, Hostname: cfg.Hostname, Version: version,
 		HeartbeatInterval: cfg.HeartbeatInterval, RedeliverAfter: cfg.RedeliverAfter,
@@ -114,7 +123,8 @@ func (a *Agent) ID() string { return a.id.ID() }
 // Run runs every part until ctx ends, then stops them in order: collectors
 // and batchers first (their last batch reaches the ring), then the ring.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("agent starting", "agent_id", a.id.ID(), "relays", a.cfg.Relays, "ring", a.ring.Stats().Batches)
+	a.log.Info("agent starting", "agent_id", a.id.ID(), "relays", a.cfg.Relays, "ring", a.ring.Stats().Batches,
+		"transport", a.cfg.Transport.Mode, "proxy", a.proxyHost())
 	collectCtx, stopCollect := context.WithCancel(context.Background())
 	defer stopCollect()
 	var collectors, others sync.WaitGroup
@@ -166,6 +176,7 @@ func (a *Agent) Status() status.Status {
 	rs := a.ring.Stats()
 	return status.Status{
 		AgentID: a.id.ID(), State: cs.State, Relay: cs.Relay, LastError: cs.LastError,
+		Transport: cs.Transport, Proxy: cs.Proxy,
 		Ring: status.Ring{Batches: rs.Batches, Bytes: rs.Bytes, MaxBytes: rs.MaxBytes,
 			DroppedBatches: rs.DroppedBatches, DroppedBytes: rs.DroppedBytes},
 		NextSeq: rs.NextSeq, Pending: rs.Pending, SpooledUndelivered: rs.Spooled,
@@ -188,4 +199,13 @@ func (a *Agent) Close() error {
 		}
 	})
 	return a.closeErr
+}
+
+// proxyHost is the configured proxy's host:port for logs (no credentials).
+func (a *Agent) proxyHost() string {
+	u, _ := a.cfg.ProxyURL()
+	if u == nil {
+		return "from environment"
+	}
+	return transport.ProxyHost(u)
 }

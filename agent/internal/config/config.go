@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,18 @@ type Config struct {
 	RedeliverAfter    time.Duration `yaml:"redeliver_after"`
 	Logs              []LogSource   `yaml:"logs"`
 	Log               Log           `yaml:"log"`
+	// Proxy is an HTTP CONNECT proxy for TLS over TCP,
+	// "http://user:pass@host:port"; empty: the HTTPS_PROXY/HTTP_PROXY and
+	// NO_PROXY environment variables decide.
+	Proxy     string    `yaml:"proxy"`
+	Transport Transport `yaml:"transport"`
+}
+
+// Transport chooses how the agent reaches relays.
+type Transport struct {
+	Mode        string        `yaml:"mode"`         // auto (race QUIC and TCP), quic or tcp
+	TCPDelay    time.Duration `yaml:"tcp_delay"`    // QUIC's head start in the race
+	QUICReprobe time.Duration `yaml:"quic_reprobe"` // while on TCP, retry QUIC this often
 }
 
 // Ring bounds the on-disk buffer shared by all lanes.
@@ -64,6 +77,7 @@ func Default() Config {
 		Batch:             Batch{MaxEvents: 500, MaxBytes: 1 << 20, MaxDelay: time.Second},
 		RedeliverAfter:    10 * time.Minute,
 		Log:               Log{Level: "info", Format: "text"},
+		Transport:         Transport{Mode: "auto", TCPDelay: 300 * time.Millisecond, QUICReprobe: 10 * time.Minute},
 	}
 }
 
@@ -144,6 +158,24 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	switch c.Transport.Mode {
+	case "auto", "quic", "tcp":
+	default:
+		errs = append(errs, fmt.Errorf("transport.mode: %q, want auto, quic or tcp", c.Transport.Mode))
+	}
+	if c.Transport.TCPDelay < 0 || c.Transport.TCPDelay > 10*time.Second {
+		errs = append(errs, fmt.Errorf("transport.tcp_delay: %s, want 0..10s", c.Transport.TCPDelay))
+	}
+	if c.Transport.QUICReprobe < 10*time.Second {
+		errs = append(errs, fmt.Errorf("transport.quic_reprobe: %s, want at least 10s", c.Transport.QUICReprobe))
+	}
+	if c.Proxy != "" {
+		if _, err := c.ProxyURL(); err != nil {
+			errs = append(errs, err)
+		} else if c.Transport.Mode == "quic" {
+			errs = append(errs, errors.New("proxy: set, but transport.mode quic never uses it (a proxy carries TCP only)"))
+		}
+	}
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -170,6 +202,28 @@ func ValidateGlob(p string) error {
 		return fmt.Errorf("glob %q: %w", p, err)
 	}
 	return nil
+}
+
+// ProxyURL parses Proxy; nil when it is empty. Errors never show the
+// password.
+func (c *Config) ProxyURL() (*url.URL, error) {
+	if c.Proxy == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(c.Proxy)
+	if err != nil {
+		return nil, errors.New("proxy: not a URL, want http://user:pass@host:port")
+	}
+	if u.Scheme != "http" {
+		return nil, fmt.Errorf("proxy: scheme %q, want http (http://user:pass@host:port)", u.Scheme)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("proxy: %s: want host and port", u.Redacted())
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return nil, fmt.Errorf("proxy: %s: want no path or query", u.Redacted())
+	}
+	return u, nil
 }
 
 // IdentityDir is where the agent's Ed25519 key lives.

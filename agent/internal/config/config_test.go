@@ -35,6 +35,9 @@ logs:
 	if got, want := c.Batch.MaxEvents, 500; got != want {
 		t.Errorf("max_events default: got %d, want %d", got, want)
 	}
+	if got, want := c.Transport, (Transport{Mode: "auto", TCPDelay: 300 * time.Millisecond, QUICReprobe: 10 * time.Minute}); got != want {
+		t.Errorf("transport defaults: got %+v, want %+v", got, want)
+	}
 	if got, want := c.HeartbeatInterval, 5*time.Minute; got != want {
 		t.Errorf("heartbeat default: got %s, want %s", got, want)
 	}
@@ -52,6 +55,12 @@ func TestInvalid(t *testing.T) {
 		{"bad range", "relays: [a:1]\nlogs: [{paths: [\"/var/log/[a-.log\"]}]\n", "syntax"},
 		{"bad fingerprint", "relays: [a:1]\nrelay_fingerprint: abc\n", "fingerprint"},
 		{"tiny ring", "relays: [a:1]\nring: {max_bytes: 10}\n", "ring.max_bytes"},
+		{"bad mode", "relays: [a:1]\ntransport: {mode: udp}\n", "transport.mode"},
+		{"unknown transport key", "relays: [a:1]\ntransport: {quic_retry: 1m}\n", "quic_retry"},
+		{"short reprobe", "relays: [a:1]\ntransport: {quic_reprobe: 1s}\n", "transport.quic_reprobe"},
+		{"proxy scheme", "relays: [a:1]\nproxy: socks5://h:1080\n", "want http"},
+		{"proxy without port", "relays: [a:1]\nproxy: http://u:secret@h\n", "host and port"},
+		{"proxy with quic", "relays: [a:1]\nproxy: http://h:3128\ntransport: {mode: quic}\n", "never uses it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,6 +71,9 @@ func TestInvalid(t *testing.T) {
 			_, err := Load(path)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want error containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("got %v, want the password left out", err)
 			}
 		})
 	}

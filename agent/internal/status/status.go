@@ -26,6 +26,8 @@ type Status struct {
 	AgentID            string    `json:"agent_id"`
 	State              string    `json:"state"` // connecting | connected | error
 	Relay              string    `json:"relay"`
+	Transport          string    `json:"transport"` // quic | tcp | tcp+proxy while connected
+	Proxy              string    `json:"proxy"`     // proxy host:port, never credentials
 	LastError          string    `json:"last_error"`
 	Ring               Ring      `json:"ring"`
 	NextSeq            uint64    `json:"next_seq"`
@@ -71,6 +73,8 @@ func Text(w io.Writer, s Status, now time.Time) {
 	fmt.Fprintf(w, "agent id:            %s\n", s.AgentID)
 	fmt.Fprintf(w, "state:               %s\n", s.State)
 	fmt.Fprintf(w, "relay:               %s\n", relay)
+	fmt.Fprintf(w, "transport:           %s\n", dash(s.Transport))
+	fmt.Fprintf(w, "proxy:               %s\n", dash(s.Proxy))
 	fmt.Fprintf(w, "last error:          %s\n", lastErr)
 	fmt.Fprintf(w, "ring:                %d batches, %d / %d bytes, %d dropped (%d bytes)\n",
 		s.Ring.Batches, s.Ring.Bytes, s.Ring.MaxBytes, s.Ring.DroppedBatches, s.Ring.DroppedBytes)
@@ -80,4 +84,11 @@ func Text(w io.Writer, s Status, now time.Time) {
 	fmt.Fprintf(w, "rejected total:      %d\n", s.RejectedTotal)
 	fmt.Fprintf(w, "next seq:            %d\n", s.NextSeq)
 	fmt.Fprintf(w, "updated:             %s (%s ago)\n", s.UpdatedAt.Format(time.RFC3339), now.Sub(s.UpdatedAt).Round(time.Second))
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
