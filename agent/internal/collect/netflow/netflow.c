@@ -1,8 +1,9 @@
 //go:build ignore
 
 // TCP connect, accept and close from sock/inet_sock_set_state (declared
-// from its tracefs format, no vmlinux.h) plus fexit on inet_csk_accept to
-// learn which process accepted a connection.
+// from its tracefs format, no vmlinux.h) plus the exit of accept(2) and
+// accept4(2) to learn which process accepted a connection: the new fd is
+// followed to its struct sock through CO-RE-relocated kernel structs.
 //
 // A state change often runs in softirq context, where "current" is whatever
 // task was interrupted, so the owner of a socket is recorded only where the
@@ -11,6 +12,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -176,22 +178,77 @@ int on_set_state(struct set_state_args *ctx)
 	return 0;
 }
 
-SEC("fexit/inet_csk_accept")
-int on_accept(__u64 *ctx)
+struct socket {
+	void *sk;
+} __attribute__((preserve_access_index));
+
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct files_struct *files;
+} __attribute__((preserve_access_index));
+
+/* syscalls/sys_exit_accept{,4} format */
+struct sys_exit_args {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+static __always_inline int accepted(struct sys_exit_args *ctx)
 {
-	__u64 sk = 0;
-	if (bpf_get_func_ret(ctx, &sk) || !sk)
+	long fd = ctx->ret;
+	if (fd < 0)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	if (!so)
+		return 0;
+	__u64 sk = (__u64)BPF_CORE_READ(so, sk);
+	if (!sk)
+		return 0;
+	/* Only sockets seen reaching ESTABLISHED from SYN_RECV are in
+	 * pending: other fds (not TCP, not ours) are left alone. */
+	struct event *p = bpf_map_lookup_elem(&pending, &sk);
+	if (!p)
 		return 0;
 	struct owner o = {};
 	o.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&o.comm, sizeof(o.comm));
 	bpf_map_update_elem(&owners, &sk, &o, BPF_ANY);
-	struct event *p = bpf_map_lookup_elem(&pending, &sk);
-	if (!p)
-		return 0;
 	struct event e;
 	__builtin_memcpy(&e, p, sizeof(e));
 	bpf_map_delete_elem(&pending, &sk);
 	emit(&e, sk);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int on_accept4(struct sys_exit_args *ctx)
+{
+	return accepted(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int on_accept(struct sys_exit_args *ctx)
+{
+	return accepted(ctx);
 }

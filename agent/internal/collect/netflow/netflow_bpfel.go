@@ -43,6 +43,7 @@ const (
 	netflowMapOwners      = "owners"
 	netflowMapPending     = "pending"
 	netflowProgOnAccept   = "on_accept"
+	netflowProgOnAccept4  = "on_accept4"
 	netflowProgOnSetState = "on_set_state"
 )
 
@@ -89,6 +90,7 @@ type netflowSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type netflowProgramSpecs struct {
 	OnAccept   *ebpf.ProgramSpec `ebpf:"on_accept"`
+	OnAccept4  *ebpf.ProgramSpec `ebpf:"on_accept4"`
 	OnSetState *ebpf.ProgramSpec `ebpf:"on_set_state"`
 }
 
@@ -157,12 +159,14 @@ type netflowVariables struct {
 // It can be passed to loadNetflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netflowPrograms struct {
 	OnAccept   *ebpf.Program `ebpf:"on_accept"`
+	OnAccept4  *ebpf.Program `ebpf:"on_accept4"`
 	OnSetState *ebpf.Program `ebpf:"on_set_state"`
 }
 
 func (p *netflowPrograms) Close() error {
 	return _NetflowClose(
 		p.OnAccept,
+		p.OnAccept4,
 		p.OnSetState,
 	)
 }

@@ -35,15 +35,16 @@ func start(t *testing.T, opts Options) (*Collector, *collect.MemSink) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
 	select {
 	case <-c.Ready():
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
 	case err := <-done:
+		cancel()
 		t.Skipf("process collector cannot run here: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("collector not attached after 30s")
