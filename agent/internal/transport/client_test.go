@@ -28,6 +28,12 @@ type agentUnderTest struct {
 
 func newAgent(t *testing.T, relay *fakeRelay, fingerprint string) *agentUnderTest {
 	t.Helper()
+	return newAgentWith(t, relay, fingerprint, nil)
+}
+
+// newAgentWith lets a test adjust the options before the client is made.
+func newAgentWith(t *testing.T, relay *fakeRelay, fingerprint string, adjust func(*Options)) *agentUnderTest {
+	t.Helper()
 	dir := t.TempDir()
 	id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
 	if err != nil {
@@ -38,12 +44,16 @@ func newAgent(t *testing.T, relay *fakeRelay, fingerprint string) *agentUnderTes
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	c, err := New(Options{
+	opts := Options{
 		Relays: []string{relay.addr}, Fingerprint: fingerprint, RegistrationKey: "key-1",
 		DataDir: dir, Hostname: "h1", Version: "test", Identity: id, Ring: r,
 		HeartbeatInterval: time.Hour, RedeliverAfter: time.Hour,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, KeyErrorBackoff: 50 * time.Millisecond,
-	})
+	}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	c, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

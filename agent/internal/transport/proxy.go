@@ -103,8 +103,9 @@ func readConnectResponse(br *bufio.Reader, req *http.Request, host, target strin
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return nil
-	case resp.StatusCode == http.StatusProxyAuthRequired:
-		return &ProxyError{Kind: ErrProxyAuth, Msg: "proxy authentication failed (407): check the proxy credentials"}
+	case resp.StatusCode == http.StatusProxyAuthRequired, resp.StatusCode == http.StatusUnauthorized:
+		// 407 is the standard answer; some proxies (tinyproxy 1.11) send 401.
+		return &ProxyError{Kind: ErrProxyAuth, Msg: fmt.Sprintf("proxy authentication failed (%d): check the proxy credentials", resp.StatusCode)}
 	default:
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return &ProxyError{Kind: ErrProxyRefused, Msg: fmt.Sprintf("proxy refused CONNECT to %s: %s %s", target, resp.Proto, resp.Status)}

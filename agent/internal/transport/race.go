@@ -103,22 +103,12 @@ func (c *Client) establish(ctx context.Context, addr string) (*session, *agentv1
 	for _, f := range failed {
 		c.log.Debug("transport attempt lost", "relay", addr, "transport", f.kind, "err", f.err)
 	}
-	remember := win.s.conn.Transport()
-	if remember == TransportQUIC || (c.opts.Mode == ModeAuto && quicFailed(failed)) {
-		if err := c.mem.set(key, remember, c.opts.Now()); err != nil {
+	if c.opts.Mode == ModeAuto {
+		if err := c.mem.set(key, win.s.conn.Transport(), c.opts.Now()); err != nil {
 			c.log.Warn("remember transport", "err", err)
 		}
 	}
 	return win.s, win.rep, win.rd, nil
-}
-
-func quicFailed(failed []attemptResult) bool {
-	for _, f := range failed {
-		if f.kind == TransportQUIC {
-			return true
-		}
-	}
-	return false
 }
 
 // attempt dials one transport and does the hello on it.
