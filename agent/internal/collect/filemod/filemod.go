@@ -158,38 +158,40 @@ func (c *Collector) handle(dirs map[string]string, e rawEvent) {
 		}
 		return "", false
 	}
-	var ev Event
-	var err error
-	switch {
-	case e.Mask&unix.FAN_RENAME != 0:
+	if e.Mask&unix.FAN_RENAME != 0 {
 		oldP, ok1 := path(infoOldDFIDName)
 		newP, ok2 := path(infoNewDFIDName)
 		if !ok1 && !ok2 {
 			return
 		}
-		if !ok2 {
-			newP = ""
-		}
-		ev = c.event(e, newP, "rename", "file-renamed", "14")
+		ev := c.event(e, newP, "rename", "file-renamed", "14")
 		if ok1 {
 			ev.Rename = &renameField{OldFile: fileOf(oldP)}
 		}
-	default:
-		p, ok := path(infoDFIDName)
-		if !ok {
-			return
-		}
-		switch {
-		case e.Mask&unix.FAN_CREATE != 0:
-			ev = c.event(e, p, "creation", "file-created", "11")
-		case e.Mask&unix.FAN_DELETE != 0:
-			ev = c.event(e, p, "deletion", "file-deleted", "13")
-		case e.Mask&unix.FAN_CLOSE_WRITE != 0:
-			ev = c.event(e, p, "change", "file-modified", "12")
-		default:
-			return
+		c.queue(ev)
+		return
+	}
+	p, ok := path(infoDFIDName)
+	if !ok {
+		return
+	}
+	// The kernel merges events on the same name that were not read yet:
+	// one record may say created, written and deleted.
+	for _, k := range []struct {
+		bit               uint64
+		typ, action, code string
+	}{
+		{unix.FAN_CREATE, "creation", "file-created", "11"},
+		{unix.FAN_CLOSE_WRITE, "change", "file-modified", "12"},
+		{unix.FAN_DELETE, "deletion", "file-deleted", "13"},
+	} {
+		if e.Mask&k.bit != 0 {
+			c.queue(c.event(e, p, k.typ, k.action, k.code))
 		}
 	}
+}
+
+func (c *Collector) queue(ev Event) {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return
