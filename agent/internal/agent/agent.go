@@ -41,6 +41,7 @@ type Agent struct {
 	sampler *hoststats.Sampler
 	stats   *hoststats.Collector
 	changed chan struct{}
+	coll    *Collectors
 
 	closeOnce sync.Once
 	closeErr  error
@@ -64,6 +65,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 	})
 	// The security lane flushes every event at once (no collector yet).
 	a.sec = batch.New(r, batch.Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxBytes: cfg.Batch.MaxBytes, Logger: log})
+	a.coll = newCollectors(cfg, log, src, r)
 	var globs []string
 	for _, l := range cfg.Logs {
 		globs = append(globs, l.Paths...)
@@ -132,6 +134,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.stats != nil {
 		collectors.Go(func() { a.runLogged("hoststats", func() error { return a.stats.Run(collectCtx) }) })
 	}
+	collectors.Go(func() { a.runLogged("collectors", func() error { return a.coll.Run(collectCtx) }) })
 	var batchers sync.WaitGroup
 	batchCtx, stopBatch := context.WithCancel(context.Background())
 	defer stopBatch()

@@ -30,6 +30,7 @@ type Config struct {
 	RedeliverAfter    time.Duration `yaml:"redeliver_after"`
 	Logs              []LogSource   `yaml:"logs"`
 	Log               Log           `yaml:"log"`
+	Collectors        `yaml:",inline"`
 	// Proxy is an HTTP CONNECT proxy for TLS over TCP,
 	// "http://user:pass@host:port"; empty: the HTTPS_PROXY/HTTP_PROXY and
 	// NO_PROXY environment variables decide.
@@ -77,6 +78,7 @@ func Default() Config {
 		Batch:             Batch{MaxEvents: 500, MaxBytes: 1 << 20, MaxDelay: time.Second},
 		RedeliverAfter:    10 * time.Minute,
 		Log:               Log{Level: "info", Format: "text"},
+		Collectors:        DefaultCollectors(),
 		Transport:         Transport{Mode: "auto", TCPDelay: 300 * time.Millisecond, QUICReprobe: 10 * time.Minute},
 	}
 }
@@ -186,6 +188,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q, want text or json", c.Log.Format))
 	}
+	errs = append(errs, c.ValidateCollectors()...)
 	return errors.Join(errs...)
 }
 
