@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 
-	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
 // Typed write helpers for the relay. Each returns the Raft index of the

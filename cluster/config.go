@@ -35,6 +35,8 @@ type Config struct {
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 	TrailingLogs      uint64        `yaml:"trailing_logs"`
 	SnapshotRetain    int           `yaml:"snapshot_retain"`
+	// LogSegmentBytes is the raft-wal segment size; 0 keeps its default (64 MiB).
+	LogSegmentBytes int `yaml:"log_segment_bytes"`
 }
 
 // Default returns production defaults.

@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
 func newTestFSM() *fsm {
@@ -76,7 +76,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		{CmdSetRegistrationKeys, []Command{
 			{CmdSetRegistrationKeys, &clusterv1.RegistrationKeys{Version: 3, Keys: []*cloudv1.RegistrationKeyHash{{KeyId: "k1", Sha256: []byte{1, 2}, TenantId: "t1", GroupId: "g1", ExpiresUnixMs: 99}}}},
 			{CmdSetRegistrationKeys, &clusterv1.RegistrationKeys{Version: 2}}, // stale: ignored
-		}, func(s *Store) (any, any) { k := s.RegistrationKeys(); return []any{k.Version, len(k.Keys)}, []any{uint64(3), 1} }},
+		}, func(s *Store) (any, any) {
+			k := s.RegistrationKeys()
+			return []any{k.Version, len(k.Keys)}, []any{uint64(3), 1}
+		}},
 		{CmdSetIsolation, []Command{{CmdSetIsolation, &clusterv1.IsolationIntent{AgentId: "a1", Isolated: true, UpdatedUnixMs: 7}}},
 			func(s *Store) (any, any) { return s.Isolation("a1").Isolated, true }},
 		{CmdSetDNSOverride, []Command{{CmdSetDNSOverride, dnsA}, {CmdSetDNSOverride, dnsSRV}},

@@ -47,9 +47,9 @@ func (a *hclogAdapter) IsTrace() bool                 { return false }
 func (a *hclogAdapter) IsDebug() bool {
 	return a.l.Enabled(context.Background(), slog.LevelDebug)
 }
-func (a *hclogAdapter) IsInfo() bool  { return a.l.Enabled(context.Background(), slog.LevelInfo) }
-func (a *hclogAdapter) IsWarn() bool  { return a.l.Enabled(context.Background(), slog.LevelWarn) }
-func (a *hclogAdapter) IsError() bool { return a.l.Enabled(context.Background(), slog.LevelError) }
+func (a *hclogAdapter) IsInfo() bool       { return a.l.Enabled(context.Background(), slog.LevelInfo) }
+func (a *hclogAdapter) IsWarn() bool       { return a.l.Enabled(context.Background(), slog.LevelWarn) }
+func (a *hclogAdapter) IsError() bool      { return a.l.Enabled(context.Background(), slog.LevelError) }
 func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
 	return &hclogAdapter{l: a.l.With(args...), name: a.name, args: append(append([]any{}, a.args...), args...)}

@@ -136,7 +136,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return fmt.Errorf("create raft dir %s: %w", raftDir, err)
 	}
-	logs, err := openLogStore(filepath.Join(raftDir, "wal"), n.log)
+	logs, err := openLogStore(filepath.Join(raftDir, "wal"), n.cfg.LogSegmentBytes, n.log)
 	if err != nil {
 		return err
 	}
