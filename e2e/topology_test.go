@@ -283,8 +283,9 @@ func TestDMZRelayWrongCloudProxyPassword(t *testing.T) {
 	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
 }
 
-// The proxy down for a while: the agent keeps its lines in its ring, then
-// drains them once the proxy is back.
+// The proxy down for a while: the agent keeps its lines in its ring, the
+// relay says its cloud proxy is unreachable, and everything drains once the
+// proxy is back.
 func TestDMZProxyDownAgentBuffers(t *testing.T) {
 	d := newDMZSite(t, dmzOptions{policy: netns.ProxyOnly, cloudProxy: true})
 	a, w := d.agent("agent-1", d.net.Proxy.URL())
@@ -294,10 +295,14 @@ func TestDMZProxyDownAgentBuffers(t *testing.T) {
 	})
 	d.net.Proxy.Stop()
 	writeLines(t, w, 5, 100)
-	st := d.waitAgent(a, "agent to buffer while the proxy is down", func(s harness.AgentStatus) bool {
-		return s.State != "connected" && s.Ring.Batches > 0 && s.LastError != ""
+	st := d.waitAgent(a, "agent to buffer and say the proxy is unreachable", func(s harness.AgentStatus) bool {
+		return s.State != "connected" && s.Ring.Batches > 0 && strings.Contains(s.LastError, "unreachable")
 	})
 	t.Logf("proxy down: agent holds %d batches, last error %q", st.Ring.Batches, st.LastError)
+	rs := d.waitRelay("relay to say the cloud proxy is unreachable", func(s harness.RelayStatus) bool {
+		return strings.Contains(s.Uplink.LastError, "cloud proxy") && strings.Contains(s.Uplink.LastError, "unreachable") && !s.Uplink.CloudReachable
+	})
+	t.Logf("proxy down: relay says %q", rs.Uplink.LastError)
 	if err := d.net.Proxy.Start(); err != nil {
 		t.Fatal(err)
 	}
