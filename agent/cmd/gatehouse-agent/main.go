@@ -3,16 +3,19 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"github.com/gatehouse/gatehouse/internal/version"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/agent"
 	"github.com/gatehouse/gatehouse/agent/internal/config"
+	"github.com/gatehouse/gatehouse/agent/internal/install"
 	"github.com/gatehouse/gatehouse/agent/internal/status"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/internal/logging"
@@ -22,7 +25,7 @@ import (
 // memoryLimit keeps the agent small: the GC works harder before it grows.
 const memoryLimit = 32 << 20
 
-const defaultConfig = "/etc/gatehouse-agent/agent.yaml"
+const defaultConfig = "/etc/gatehouse/agent.yaml"
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -38,12 +41,12 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 	}
-	root.AddCommand(newRun(), newStatus(), newID())
+	root.AddCommand(newRun(), newStatus(), newID(), newInstall(), newUninstall(), newUpdate())
 	return root
 }
 
 func newRun() *cobra.Command {
-	var cfgPath string
+	var cfgPath, logFile string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the agent until SIGINT or SIGTERM",
@@ -53,7 +56,7 @@ func newRun() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, err := logging.New(os.Stderr, cfg.Log.Format, cfg.Log.Level)
+			log, err := logging.New(logWriter(logFile), cfg.Log.Format, cfg.Log.Level)
 			if err != nil {
 				return err
 			}
@@ -68,22 +71,41 @@ func newRun() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", defaultConfig, "agent YAML config file")
+	cmd.Flags().StringVar(&logFile, "log-file", "", "log to this file, rotated (default: stderr)")
 	return cmd
 }
 
 func newStatus() *cobra.Command {
-	var cfgPath, output string
+	var cfgPath, output, root string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Print the running agent's status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "json" {
+				inst, err := install.Status(cmd.Context(), install.Options{Root: root})
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(cmd.OutOrStdout(), inst)
+			}
+			if root != "/" && !cmd.Flags().Changed("config") {
+				cfgPath = filepath.Join(root, install.ConfigPath)
+			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
-			st, err := status.Read(cfg.StatusPath())
+			stPath := cfg.StatusPath()
+			if root != "/" {
+				stPath = filepath.Join(root, stPath)
+			}
+			st, err := status.Read(stPath)
 			if err != nil {
+				if output != "json" && errors.Is(err, os.ErrNotExist) {
+					fmt.Fprintln(cmd.OutOrStdout(), "agent: not running (no status file yet)")
+					return nil
+				}
 				return err
 			}
 			switch output {
@@ -101,6 +123,7 @@ func newStatus() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", defaultConfig, "agent YAML config file")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&root, "root", "/", "installation root")
 	return cmd
 }
 

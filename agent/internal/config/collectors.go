@@ -20,6 +20,9 @@ type Collectors struct {
 	Netflow          NetflowConfig `yaml:"netflow"`
 	Auth             AuthConfig    `yaml:"auth"`
 	FileMod          FileModConfig `yaml:"filemod"`
+	// AutoUpdate lets the agent update itself when the relay offers a
+	// newer version (install --disable-auto-update turns it off).
+	AutoUpdate bool `yaml:"auto_update"`
 }
 
 // ProcessConfig configures the eBPF process collector.
@@ -55,6 +58,7 @@ type FileModConfig struct {
 func DefaultCollectors() Collectors {
 	return Collectors{
 		PolicyTier:       "workstation",
+		AutoUpdate:       true,
 		SecurityMaxDelay: 250 * time.Millisecond,
 		Process:          ProcessConfig{Enabled: true, HashMaxBytes: 64 << 20},
 		Netflow:          NetflowConfig{Enabled: true},
