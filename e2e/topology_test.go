@@ -26,6 +26,9 @@ type dmzSite struct {
 type dmzOptions struct {
 	policy     netns.Policy
 	cloudProxy bool // the relay reaches the cloud through the site's proxy
+	// cloudProxyEnv: through the site's proxy named by HTTPS_PROXY in the
+	// relay's environment instead of cloud.proxy.
+	cloudProxyEnv bool
 }
 
 func place(h *netns.Host) harness.Place {
@@ -69,6 +72,9 @@ func newDMZSite(t *testing.T, o dmzOptions) *dmzSite {
 	ropt := harness.RelayOptions{Place: place(n.Relay())}
 	if o.cloudProxy {
 		ropt.CloudProxy = n.Proxy.URL()
+	}
+	if o.cloudProxyEnv {
+		ropt.Env = []string{"HTTPS_PROXY=" + n.Proxy.URL(), "NO_PROXY="}
 	}
 	s.relay, err = harness.StartRelay(ctx, bin, filepath.Join(s.dir, "relay-1"), s.cloud, tok, ropt)
 	if s.relay != nil && s.relay.Proc != nil {
@@ -281,6 +287,17 @@ func TestDMZRelayWrongCloudProxyPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
+}
+
+// With cloud.proxy empty, the relay follows HTTPS_PROXY.
+func TestDMZRelayCloudProxyFromEnvironment(t *testing.T) {
+	d := newDMZSite(t, dmzOptions{policy: netns.DMZEgressViaProxy, cloudProxyEnv: true})
+	a, w := d.agent("agent-1", "")
+	writeLines(t, w, 3, 100)
+	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
+	if !d.net.Proxy.LogContains("CONNECT " + d.cloud.Listen) {
+		t.Errorf("tinyproxy log has no CONNECT %s", d.cloud.Listen)
+	}
 }
 
 // The proxy down for a while: the agent keeps its lines in its ring, the

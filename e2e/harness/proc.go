@@ -26,8 +26,10 @@ type Proc struct {
 	// (`ip netns exec NAME bin args...`; ip execs the binary, so signals
 	// and kill -9 reach it directly).
 	Netns string
-	bin   string
-	args  []string
+	// Env is added to the test's environment for the binary.
+	Env  []string
+	bin  string
+	args []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -57,6 +59,9 @@ func (p *Proc) Start() error {
 	}
 	fmt.Fprintf(logf, "=== %s start %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	if len(p.Env) > 0 {
+		cmd.Env = append(os.Environ(), p.Env...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Own process group: a test's kill reaches nothing else, and Ctrl-C in

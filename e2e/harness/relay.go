@@ -13,12 +13,13 @@ import (
 
 // RelayOptions tune a test relay.
 type RelayOptions struct {
-	SpoolMaxBytes  int64  // 0: the relay's default
-	MaxUploadBytes int64  // 0: the relay's default
-	MaxUploadAge   string // "" : the relay's default
-	MaxBackoff     string // "" : 2s, so tests see recovery quickly
-	Place          Place  // where it runs; zero: loopback
-	CloudProxy     string // cloud.proxy, http://user:pass@host:port; "": none
+	SpoolMaxBytes  int64    // 0: the relay's default
+	MaxUploadBytes int64    // 0: the relay's default
+	MaxUploadAge   string   // "" : the relay's default
+	MaxBackoff     string   // "" : 2s, so tests see recovery quickly
+	Place          Place    // where it runs; zero: loopback
+	CloudProxy     string   // cloud.proxy, http://user:pass@host:port; "": none
+	Env            []string // extra environment, e.g. HTTPS_PROXY=...
 }
 
 // Relay is a running gatehouse-relay.
@@ -108,6 +109,7 @@ func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string
 	}
 	r.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-relay"), []string{"--config", r.Config}, filepath.Join(dir, "relay.log"))
 	r.Proc.Netns = opt.Place.Netns
+	r.Proc.Env = opt.Env
 	if err := r.Restart(ctx); err != nil {
 		return nil, err
 	}
