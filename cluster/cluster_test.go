@@ -347,3 +347,16 @@ func TestRemoveDeadNode(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLeave(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	f := c.follower()
+	if err := f.Leave(ctxT(t)); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	f.stop(t)
+	c.waitConverged()
+	if got, want := len(c.live()[0].Store().Members()), 2; got != want {
+		t.Fatalf("members after leave: got %d, want %d", got, want)
+	}
+}
