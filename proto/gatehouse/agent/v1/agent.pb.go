@@ -138,7 +138,7 @@ func (x BatchAck_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BatchAck_Status.Descriptor instead.
 func (BatchAck_Status) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{7, 0}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Error_Code int32
@@ -205,7 +205,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{12, 0}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type Frame struct {
@@ -531,8 +531,16 @@ type HelloReply struct {
 	HeartbeatIntervalMs int64                  `protobuf:"varint,6,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	// max_inflight_batches bounds unacked batches per lane stream.
 	MaxInflightBatches uint32 `protobuf:"varint,7,opt,name=max_inflight_batches,json=maxInflightBatches,proto3" json:"max_inflight_batches,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// policy_tier is the agent's group's collection tier from the cloud:
+	// "server" or "workstation"; empty when the relay does not know it yet
+	// (the agent then keeps its current tier).
+	PolicyTier string `protobuf:"bytes,8,opt,name=policy_tier,json=policyTier,proto3" json:"policy_tier,omitempty"`
+	// relay_pins are the key fingerprints of every relay of the site (the
+	// cluster's members), so an agent that pinned one relay can move to the
+	// others when it dies. Trusted because they arrive from a pinned relay.
+	RelayPins     []*RelayPin `protobuf:"bytes,9,rep,name=relay_pins,json=relayPins,proto3" json:"relay_pins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HelloReply) Reset() {
@@ -612,6 +620,20 @@ func (x *HelloReply) GetMaxInflightBatches() uint32 {
 		return x.MaxInflightBatches
 	}
 	return 0
+}
+
+func (x *HelloReply) GetPolicyTier() string {
+	if x != nil {
+		return x.PolicyTier
+	}
+	return ""
+}
+
+func (x *HelloReply) GetRelayPins() []*RelayPin {
+	if x != nil {
+		return x.RelayPins
+	}
+	return nil
 }
 
 type HostStats struct {
@@ -758,18 +780,76 @@ func (x *Heartbeat) GetSentUnixMs() int64 {
 	return 0
 }
 
+// RelayPin is one relay of the site: where agents reach it and its key.
+type RelayPin struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Addr          string                 `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`               // host:port, QUIC and TLS/TCP
+	Fingerprint   string                 `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"` // hex SHA-256 of the relay key's SubjectPublicKeyInfo
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayPin) Reset() {
+	*x = RelayPin{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayPin) ProtoMessage() {}
+
+func (x *RelayPin) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayPin.ProtoReflect.Descriptor instead.
+func (*RelayPin) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RelayPin) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *RelayPin) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 type HeartbeatReply struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	ContentUpdateAvailable bool                   `protobuf:"varint,1,opt,name=content_update_available,json=contentUpdateAvailable,proto3" json:"content_update_available,omitempty"`
 	AgentUpdateAvailable   bool                   `protobuf:"varint,2,opt,name=agent_update_available,json=agentUpdateAvailable,proto3" json:"agent_update_available,omitempty"`
 	Commands               []*Command             `protobuf:"bytes,3,rep,name=commands,proto3" json:"commands,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// policy_tier as in HelloReply, sent on every heartbeat so a tier change
+	// reaches a running agent within one heartbeat interval.
+	PolicyTier string `protobuf:"bytes,4,opt,name=policy_tier,json=policyTier,proto3" json:"policy_tier,omitempty"`
+	// relay_pins as in HelloReply, refreshed as the cluster's members change.
+	RelayPins     []*RelayPin `protobuf:"bytes,5,rep,name=relay_pins,json=relayPins,proto3" json:"relay_pins,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +861,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[5]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +874,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatReply) GetContentUpdateAvailable() bool {
@@ -818,6 +898,20 @@ func (x *HeartbeatReply) GetCommands() []*Command {
 	return nil
 }
 
+func (x *HeartbeatReply) GetPolicyTier() string {
+	if x != nil {
+		return x.PolicyTier
+	}
+	return ""
+}
+
+func (x *HeartbeatReply) GetRelayPins() []*RelayPin {
+	if x != nil {
+		return x.RelayPins
+	}
+	return nil
+}
+
 // EventBatch is the unit of durability and deduplication: (agent_id, seq) is
 // unique for the agent's lifetime, and the cloud stores each pair once.
 type EventBatch struct {
@@ -834,7 +928,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +940,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[6]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +953,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EventBatch) GetAgentId() string {
@@ -909,7 +1003,7 @@ type BatchAck struct {
 
 func (x *BatchAck) Reset() {
 	*x = BatchAck{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1015,7 @@ func (x *BatchAck) String() string {
 func (*BatchAck) ProtoMessage() {}
 
 func (x *BatchAck) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[7]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1028,7 @@ func (x *BatchAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchAck.ProtoReflect.Descriptor instead.
 func (*BatchAck) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchAck) GetSeq() uint64 {
@@ -975,7 +1069,7 @@ type Delivered struct {
 
 func (x *Delivered) Reset() {
 	*x = Delivered{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -987,7 +1081,7 @@ func (x *Delivered) String() string {
 func (*Delivered) ProtoMessage() {}
 
 func (x *Delivered) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[8]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1000,7 +1094,7 @@ func (x *Delivered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivered.ProtoReflect.Descriptor instead.
 func (*Delivered) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Delivered) GetSeqs() []uint64 {
@@ -1020,7 +1114,7 @@ type ReceiptAck struct {
 
 func (x *ReceiptAck) Reset() {
 	*x = ReceiptAck{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1126,7 @@ func (x *ReceiptAck) String() string {
 func (*ReceiptAck) ProtoMessage() {}
 
 func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1139,7 @@ func (x *ReceiptAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiptAck.ProtoReflect.Descriptor instead.
 func (*ReceiptAck) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReceiptAck) GetSeqs() []uint64 {
@@ -1067,7 +1161,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1173,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1186,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Command) GetId() string {
@@ -1135,7 +1229,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1241,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1254,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommandResult) GetId() string {
@@ -1202,7 +1296,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1308,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1321,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1272,7 +1366,7 @@ const file_gatehouse_agent_v1_agent_proto_rawDesc = "" +
 	"\bhostname\x18\x03 \x01(\tR\bhostname\x12)\n" +
 	"\x10registration_key\x18\x04 \x01(\tR\x0fregistrationKey\x12\x0e\n" +
 	"\x02os\x18\x05 \x01(\tR\x02os\x12\x12\n" +
-	"\x04arch\x18\x06 \x01(\tR\x04arch\"\xf8\x01\n" +
+	"\x04arch\x18\x06 \x01(\tR\x04arch\"\xd6\x02\n" +
 	"\n" +
 	"HelloReply\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1b\n" +
@@ -1281,7 +1375,11 @@ const file_gatehouse_agent_v1_agent_proto_rawDesc = "" +
 	"\brelay_id\x18\x04 \x01(\tR\arelayId\x12\x16\n" +
 	"\x06relays\x18\x05 \x03(\tR\x06relays\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x06 \x01(\x03R\x13heartbeatIntervalMs\x120\n" +
-	"\x14max_inflight_batches\x18\a \x01(\rR\x12maxInflightBatches\"\xe9\x01\n" +
+	"\x14max_inflight_batches\x18\a \x01(\rR\x12maxInflightBatches\x12\x1f\n" +
+	"\vpolicy_tier\x18\b \x01(\tR\n" +
+	"policyTier\x12;\n" +
+	"\n" +
+	"relay_pins\x18\t \x03(\v2\x1c.gatehouse.agent.v1.RelayPinR\trelayPins\"\xe9\x01\n" +
 	"\tHostStats\x12(\n" +
 	"\x10host_cpu_percent\x18\x01 \x01(\x01R\x0ehostCpuPercent\x12/\n" +
 	"\x14host_mem_total_bytes\x18\x02 \x01(\x04R\x11hostMemTotalBytes\x12-\n" +
@@ -1293,11 +1391,18 @@ const file_gatehouse_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fcontent_version\x18\x02 \x01(\tR\x0econtentVersion\x123\n" +
 	"\x05stats\x18\x03 \x01(\v2\x1d.gatehouse.agent.v1.HostStatsR\x05stats\x12 \n" +
 	"\fsent_unix_ms\x18\x04 \x01(\x03R\n" +
-	"sentUnixMs\"\xb9\x01\n" +
+	"sentUnixMs\"@\n" +
+	"\bRelayPin\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\"\x97\x02\n" +
 	"\x0eHeartbeatReply\x128\n" +
 	"\x18content_update_available\x18\x01 \x01(\bR\x16contentUpdateAvailable\x124\n" +
 	"\x16agent_update_available\x18\x02 \x01(\bR\x14agentUpdateAvailable\x127\n" +
-	"\bcommands\x18\x03 \x03(\v2\x1b.gatehouse.agent.v1.CommandR\bcommands\"\xb3\x01\n" +
+	"\bcommands\x18\x03 \x03(\v2\x1b.gatehouse.agent.v1.CommandR\bcommands\x12\x1f\n" +
+	"\vpolicy_tier\x18\x04 \x01(\tR\n" +
+	"policyTier\x12;\n" +
+	"\n" +
+	"relay_pins\x18\x05 \x03(\v2\x1c.gatehouse.agent.v1.RelayPinR\trelayPins\"\xb3\x01\n" +
 	"\n" +
 	"EventBatch\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x10\n" +
@@ -1363,7 +1468,7 @@ func file_gatehouse_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_gatehouse_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gatehouse_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_gatehouse_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_gatehouse_agent_v1_agent_proto_goTypes = []any{
 	(Priority)(0),          // 0: gatehouse.agent.v1.Priority
 	(BatchAck_Status)(0),   // 1: gatehouse.agent.v1.BatchAck.Status
@@ -1373,37 +1478,40 @@ var file_gatehouse_agent_v1_agent_proto_goTypes = []any{
 	(*HelloReply)(nil),     // 5: gatehouse.agent.v1.HelloReply
 	(*HostStats)(nil),      // 6: gatehouse.agent.v1.HostStats
 	(*Heartbeat)(nil),      // 7: gatehouse.agent.v1.Heartbeat
-	(*HeartbeatReply)(nil), // 8: gatehouse.agent.v1.HeartbeatReply
-	(*EventBatch)(nil),     // 9: gatehouse.agent.v1.EventBatch
-	(*BatchAck)(nil),       // 10: gatehouse.agent.v1.BatchAck
-	(*Delivered)(nil),      // 11: gatehouse.agent.v1.Delivered
-	(*ReceiptAck)(nil),     // 12: gatehouse.agent.v1.ReceiptAck
-	(*Command)(nil),        // 13: gatehouse.agent.v1.Command
-	(*CommandResult)(nil),  // 14: gatehouse.agent.v1.CommandResult
-	(*Error)(nil),          // 15: gatehouse.agent.v1.Error
+	(*RelayPin)(nil),       // 8: gatehouse.agent.v1.RelayPin
+	(*HeartbeatReply)(nil), // 9: gatehouse.agent.v1.HeartbeatReply
+	(*EventBatch)(nil),     // 10: gatehouse.agent.v1.EventBatch
+	(*BatchAck)(nil),       // 11: gatehouse.agent.v1.BatchAck
+	(*Delivered)(nil),      // 12: gatehouse.agent.v1.Delivered
+	(*ReceiptAck)(nil),     // 13: gatehouse.agent.v1.ReceiptAck
+	(*Command)(nil),        // 14: gatehouse.agent.v1.Command
+	(*CommandResult)(nil),  // 15: gatehouse.agent.v1.CommandResult
+	(*Error)(nil),          // 16: gatehouse.agent.v1.Error
 }
 var file_gatehouse_agent_v1_agent_proto_depIdxs = []int32{
 	4,  // 0: gatehouse.agent.v1.Frame.hello:type_name -> gatehouse.agent.v1.Hello
 	5,  // 1: gatehouse.agent.v1.Frame.hello_reply:type_name -> gatehouse.agent.v1.HelloReply
 	7,  // 2: gatehouse.agent.v1.Frame.heartbeat:type_name -> gatehouse.agent.v1.Heartbeat
-	8,  // 3: gatehouse.agent.v1.Frame.heartbeat_reply:type_name -> gatehouse.agent.v1.HeartbeatReply
-	9,  // 4: gatehouse.agent.v1.Frame.event_batch:type_name -> gatehouse.agent.v1.EventBatch
-	10, // 5: gatehouse.agent.v1.Frame.batch_ack:type_name -> gatehouse.agent.v1.BatchAck
-	11, // 6: gatehouse.agent.v1.Frame.delivered:type_name -> gatehouse.agent.v1.Delivered
-	12, // 7: gatehouse.agent.v1.Frame.receipt_ack:type_name -> gatehouse.agent.v1.ReceiptAck
-	13, // 8: gatehouse.agent.v1.Frame.command:type_name -> gatehouse.agent.v1.Command
-	14, // 9: gatehouse.agent.v1.Frame.command_result:type_name -> gatehouse.agent.v1.CommandResult
-	15, // 10: gatehouse.agent.v1.Frame.error:type_name -> gatehouse.agent.v1.Error
-	6,  // 11: gatehouse.agent.v1.Heartbeat.stats:type_name -> gatehouse.agent.v1.HostStats
-	13, // 12: gatehouse.agent.v1.HeartbeatReply.commands:type_name -> gatehouse.agent.v1.Command
-	0,  // 13: gatehouse.agent.v1.EventBatch.priority:type_name -> gatehouse.agent.v1.Priority
-	1,  // 14: gatehouse.agent.v1.BatchAck.status:type_name -> gatehouse.agent.v1.BatchAck.Status
-	2,  // 15: gatehouse.agent.v1.Error.code:type_name -> gatehouse.agent.v1.Error.Code
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 3: gatehouse.agent.v1.Frame.heartbeat_reply:type_name -> gatehouse.agent.v1.HeartbeatReply
+	10, // 4: gatehouse.agent.v1.Frame.event_batch:type_name -> gatehouse.agent.v1.EventBatch
+	11, // 5: gatehouse.agent.v1.Frame.batch_ack:type_name -> gatehouse.agent.v1.BatchAck
+	12, // 6: gatehouse.agent.v1.Frame.delivered:type_name -> gatehouse.agent.v1.Delivered
+	13, // 7: gatehouse.agent.v1.Frame.receipt_ack:type_name -> gatehouse.agent.v1.ReceiptAck
+	14, // 8: gatehouse.agent.v1.Frame.command:type_name -> gatehouse.agent.v1.Command
+	15, // 9: gatehouse.agent.v1.Frame.command_result:type_name -> gatehouse.agent.v1.CommandResult
+	16, // 10: gatehouse.agent.v1.Frame.error:type_name -> gatehouse.agent.v1.Error
+	8,  // 11: gatehouse.agent.v1.HelloReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
+	6,  // 12: gatehouse.agent.v1.Heartbeat.stats:type_name -> gatehouse.agent.v1.HostStats
+	14, // 13: gatehouse.agent.v1.HeartbeatReply.commands:type_name -> gatehouse.agent.v1.Command
+	8,  // 14: gatehouse.agent.v1.HeartbeatReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
+	0,  // 15: gatehouse.agent.v1.EventBatch.priority:type_name -> gatehouse.agent.v1.Priority
+	1,  // 16: gatehouse.agent.v1.BatchAck.status:type_name -> gatehouse.agent.v1.BatchAck.Status
+	2,  // 17: gatehouse.agent.v1.Error.code:type_name -> gatehouse.agent.v1.Error.Code
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_agent_v1_agent_proto_init() }
@@ -1430,7 +1538,7 @@ func file_gatehouse_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_agent_v1_agent_proto_rawDesc), len(file_gatehouse_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
