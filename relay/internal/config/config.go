@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/configfile"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 )
 
 // Config is the whole relay configuration file.
@@ -27,6 +30,16 @@ type Config struct {
 	Spool             Spool         `yaml:"spool"`
 	Uplink            Uplink        `yaml:"uplink"`
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// Cluster is used once `gatehouse-relay cluster init` or `join` has put
+	// credentials in cluster.data_dir; until then the relay runs alone.
+	Cluster cluster.Config `yaml:"cluster"`
+	DNS     DNS            `yaml:"dns"`
+}
+
+// DNS is the relay's resolver for agents (docs/dns.md); off unless enabled.
+type DNS struct {
+	Enabled          bool `yaml:"enabled"`
+	dnsserver.Config `yaml:",inline"`
 }
 
 // Log selects the logger.
@@ -77,6 +90,8 @@ func Default() Config {
 			RequestTimeout: 30 * time.Second,
 		},
 		HeartbeatInterval: 5 * time.Minute,
+		Cluster:           cluster.Default(),
+		DNS:               DNS{Config: dnsserver.Default()},
 	}
 }
 
@@ -99,6 +114,18 @@ func (c *Config) Finish() {
 	}
 	if c.Advertise == "" {
 		c.Advertise = c.Listen
+	}
+	if c.Cluster.DataDir == "" {
+		c.Cluster.DataDir = filepath.Join(c.DataDir, "cluster")
+	}
+	if c.Cluster.NodeID == "" {
+		c.Cluster.NodeID = c.Name
+	}
+	if c.Cluster.Name == "" {
+		c.Cluster.Name = c.Name
+	}
+	if c.Cluster.AgentAddr == "" {
+		c.Cluster.AgentAddr = c.Advertise
 	}
 }
 
@@ -143,6 +170,14 @@ func (c *Config) Validate() error {
 	if c.Cloud.Proxy != "" {
 		if _, err := cloudclient.ParseProxyURL(c.Cloud.Proxy); err != nil {
 			bad("cloud.proxy: %v", err)
+		}
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DNS.Enabled {
+		if err := c.DNS.Config.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Spool.MaxBytes <= 0 {

@@ -60,6 +60,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.client, err = cloudclient.New(cloudclient.Options{
 		URL: cfg.Cloud.URL, CAFile: cfg.Cloud.CAFile, Fingerprint: cfg.Cloud.Fingerprint, Timeout: cfg.Uplink.RequestTimeout,
+		Proxy: cfg.Cloud.Proxy, Registerer: reg,
 	})
 	if err != nil {
 		d.spool.Close()
