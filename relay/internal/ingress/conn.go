@@ -121,7 +121,7 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 			}()
 		}
 	}()
-	if ce := s.h.control(ctx, agentID, er, rd, sess.send); ce != nil {
+	if ce := s.h.control(ctx, agentID, reply.GetGroupId(), er, rd, sess.send); ce != nil {
 		fail(ce)
 		return
 	}

@@ -130,7 +130,7 @@ func FuzzControl(f *testing.F) {
 			return
 		}
 		sent := 0
-		ce = h.control(context.Background(), fuzzAgent, er, r, func(*agentv1.Frame) error { sent++; return nil })
+		ce = h.control(context.Background(), fuzzAgent, "g1", er, r, func(*agentv1.Frame) error { sent++; return nil })
 		if ce != nil && ce.code == 0 {
 			t.Fatalf("control error without code: %v", ce)
 		}

@@ -44,10 +44,21 @@ type handler struct {
 	relayID     func() string
 	tenantID    func() string
 	relays      []string
+	sitePins    func() []*agentv1.RelayPin
+	fingerprint string
 	heartbeat   time.Duration
 	retryAfter  time.Duration
 	maxInflight int
 	regTimeout  time.Duration
+	policyTier  func(groupID string) string // may be nil
+}
+
+// tier is groupID's policy tier, "" when unknown.
+func (h *handler) tier(groupID string) string {
+	if h.policyTier == nil || groupID == "" {
+		return ""
+	}
+	return h.policyTier(groupID)
 }
 
 func frame(m any) *agentv1.Frame {
@@ -86,15 +97,37 @@ func (h *handler) hello(ctx context.Context, er *errReader, r *framing.Reader, a
 	if cerr != nil {
 		return nil, cerr
 	}
+	pins := h.pins()
+	relays := make([]string, 0, len(pins))
+	for _, p := range pins {
+		relays = append(relays, p.GetAddr())
+	}
 	return &agentv1.HelloReply{
 		AgentId:             agentID,
 		TenantId:            rec.TenantID,
 		GroupId:             rec.GroupID,
 		RelayId:             h.relayID(),
-		Relays:              h.relays,
+		Relays:              relays,
+		RelayPins:           pins,
 		HeartbeatIntervalMs: h.heartbeat.Milliseconds(),
 		MaxInflightBatches:  uint32(h.maxInflight),
+		PolicyTier:          h.tier(rec.GroupID),
 	}, nil
+}
+
+// pins are the site's relays with their keys: the cluster's members when
+// clustered, else this relay alone.
+func (h *handler) pins() []*agentv1.RelayPin {
+	if h.sitePins != nil {
+		if p := h.sitePins(); len(p) > 0 {
+			return p
+		}
+	}
+	out := make([]*agentv1.RelayPin, 0, len(h.relays))
+	for _, a := range h.relays {
+		out = append(out, &agentv1.RelayPin{Addr: a, Fingerprint: h.fingerprint})
+	}
+	return out
 }
 
 // admit returns a known agent's record or registers a new one: with the
@@ -183,7 +216,8 @@ func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest
 }
 
 // control serves the control stream after the hello until it ends.
-func (h *handler) control(ctx context.Context, agentID string, er *errReader, r *framing.Reader, send func(*agentv1.Frame) error) *connError {
+// groupID is the agent's group (HeartbeatReply.policy_tier).
+func (h *handler) control(ctx context.Context, agentID, groupID string, er *errReader, r *framing.Reader, send func(*agentv1.Frame) error) *connError {
 	for {
 		f := &agentv1.Frame{}
 		if err := r.Next(f); err != nil {
@@ -197,7 +231,7 @@ func (h *handler) control(ctx context.Context, agentID string, er *errReader, r 
 		}
 		switch b := f.Body.(type) {
 		case *agentv1.Frame_Heartbeat:
-			if err := send(frame(&agentv1.HeartbeatReply{})); err != nil {
+			if err := send(frame(&agentv1.HeartbeatReply{RelayPins: h.pins(), PolicyTier: h.tier(groupID)})); err != nil {
 				return nil
 			}
 		case *agentv1.Frame_ReceiptAck:

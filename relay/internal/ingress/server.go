@@ -24,24 +24,32 @@ import (
 	"github.com/gatehouse/gatehouse/internal/atomicfile"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/proto/framing"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
 // Options configure a Server.
 type Options struct {
-	Listen            string   // UDP (QUIC) and TCP (TLS) address, same port
-	Advertise         []string // host:port agents are told (HelloReply.relays)
-	DataDir           string   // identity lives in <DataDir>/identity
-	Name              string   // certificate common name
+	Listen    string   // UDP (QUIC) and TCP (TLS) address, same port
+	Advertise []string // host:port agents are told (HelloReply.relays)
+	// SitePins lists every relay of the site with its key (the cluster's
+	// members) for HelloReply and HeartbeatReply; nil or empty: this relay
+	// alone, at Advertise.
+	SitePins          func() []*agentv1.RelayPin
+	DataDir           string // identity lives in <DataDir>/identity
+	Name              string // certificate common name
 	Store             Store
 	Cloud             Registrar // nil: offline registration only
 	RelayID           func() string
 	TenantID          func() string
 	HeartbeatInterval time.Duration
 	RetryAfter        time.Duration // sent with SPOOL_FULL
-	MaxInflight       int           // per lane; default 64
-	Logger            *slog.Logger
-	Registerer        prometheus.Registerer
-	Now               func() time.Time
+	// PolicyTier is the policy tier of an agent's group from the cloud,
+	// told in HelloReply and every HeartbeatReply; nil or "": unknown.
+	PolicyTier  func(groupID string) string
+	MaxInflight int // per lane; default 64
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	Now         func() time.Time
 }
 
 // Server is the agent listener. New binds; Run serves; Close is idempotent.
@@ -135,9 +143,9 @@ func New(o Options) (*Server, error) {
 		log:        log,
 		h: &handler{
 			store: o.Store, cloud: o.Cloud, m: newMetrics(o.Registerer), log: log, now: o.Now,
-			relayID: o.RelayID, tenantID: o.TenantID, relays: o.Advertise,
+			relayID: o.RelayID, tenantID: o.TenantID, relays: o.Advertise, sitePins: o.SitePins, fingerprint: fp,
 			heartbeat: o.HeartbeatInterval, retryAfter: o.RetryAfter, maxInflight: o.MaxInflight,
-			regTimeout: 10 * time.Second,
+			regTimeout: 10 * time.Second, policyTier: o.PolicyTier,
 		},
 	}
 	s.hub = newHub(s.h.m, log)
