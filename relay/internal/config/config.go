@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/configfile"
 	"github.com/gatehouse/gatehouse/internal/identity"
-	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 )
