@@ -24,6 +24,9 @@ type Config struct {
 	Advertise string `yaml:"advertise"`
 	// AgentAddr is the agent-facing address of this relay, told to agents.
 	AgentAddr string `yaml:"agent_addr"`
+	// AgentFingerprint is this relay's agent-facing key fingerprint, set by
+	// the relay from its identity (not configurable).
+	AgentFingerprint string `yaml:"-"`
 
 	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `yaml:"election_timeout"`

@@ -20,6 +20,8 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"google.golang.org/protobuf/proto"
+
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
@@ -257,8 +259,8 @@ func (n *Node) announce(ctx context.Context) {
 			}
 			n.log.Info("cluster join: added as voter", "via", addr)
 		}
-		want := &clusterv1.Member{NodeId: n.cfg.NodeID, RaftAddr: n.Addr(), AgentAddr: n.cfg.AgentAddr, Name: n.cfg.Name}
-		if m := n.findMember(n.cfg.NodeID); m != nil && m.RaftAddr == want.RaftAddr && m.AgentAddr == want.AgentAddr && m.Name == want.Name {
+		want := &clusterv1.Member{NodeId: n.cfg.NodeID, RaftAddr: n.Addr(), AgentAddr: n.cfg.AgentAddr, Name: n.cfg.Name, AgentFingerprint: n.cfg.AgentFingerprint}
+		if m := n.findMember(n.cfg.NodeID); m != nil && proto.Equal(m, want) {
 			return
 		}
 		actx, cancel := context.WithTimeout(ctx, n.cfg.ApplyTimeout)

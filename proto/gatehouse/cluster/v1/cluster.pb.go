@@ -718,13 +718,16 @@ func (x *CommandRef) GetCommandId() string {
 
 // Member is a relay of the site.
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	RaftAddr      string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
-	AgentAddr     string                 `protobuf:"bytes,3,opt,name=agent_addr,json=agentAddr,proto3" json:"agent_addr,omitempty"`
-	Name          string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddr  string                 `protobuf:"bytes,2,opt,name=raft_addr,json=raftAddr,proto3" json:"raft_addr,omitempty"`
+	AgentAddr string                 `protobuf:"bytes,3,opt,name=agent_addr,json=agentAddr,proto3" json:"agent_addr,omitempty"`
+	Name      string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// agent_fingerprint is the key agents pin for agent_addr, so agents of one
+	// relay can move to another.
+	AgentFingerprint string `protobuf:"bytes,5,opt,name=agent_fingerprint,json=agentFingerprint,proto3" json:"agent_fingerprint,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -781,6 +784,13 @@ func (x *Member) GetAgentAddr() string {
 func (x *Member) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetAgentFingerprint() string {
+	if x != nil {
+		return x.AgentFingerprint
 	}
 	return ""
 }
@@ -1624,13 +1634,14 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"CommandRef\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
-	"command_id\x18\x02 \x01(\tR\tcommandId\"q\n" +
+	"command_id\x18\x02 \x01(\tR\tcommandId\"\x9e\x01\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1d\n" +
 	"\n" +
 	"agent_addr\x18\x03 \x01(\tR\tagentAddr\x12\x12\n" +
-	"\x04name\x18\x04 \x01(\tR\x04name\"$\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12+\n" +
+	"\x11agent_fingerprint\x18\x05 \x01(\tR\x10agentFingerprint\"$\n" +
 	"\tMemberRef\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\">\n" +
 	"\x0eSnapshotHeader\x12\x16\n" +
