@@ -105,7 +105,8 @@ func (s *Spool) ReconcileDone(agentID string, rec *AgentRecord) error {
 	return nil
 }
 
-// PutKeyHashes caches the cloud's registration key hashes (control poll).
+// PutKeyHashes caches the cloud's control state (registration key hashes,
+// group policies: GroupTier) from a control poll.
 func (s *Spool) PutKeyHashes(resp *cloudv1.ControlPollResponse) error {
 	b, err := proto.Marshal(resp)
 	if err != nil {
@@ -114,6 +115,7 @@ func (s *Spool) PutKeyHashes(resp *cloudv1.ControlPollResponse) error {
 	if err := s.write([]*badger.Entry{badger.NewEntry(keyCacheKey, b)}); err != nil {
 		return fmt.Errorf("store key hashes: %w", err)
 	}
+	s.setTiers(resp)
 	return nil
 }
 

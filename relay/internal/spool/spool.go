@@ -87,6 +87,9 @@ type Spool struct {
 	full     bool
 	nextSeq  uint64 // committer only, after open
 
+	tiersMu sync.RWMutex
+	tiers   map[string]string // group id -> policy tier (policy.go)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -152,6 +155,10 @@ func Open(opts Options) (*Spool, error) {
 		nextSeq: 1,
 	}
 	if err := s.restore(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	if err := s.loadTiers(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open spool %s: %w", dir, err)
 	}

@@ -108,6 +108,11 @@ func New(o Options) *Uplink {
 // Enrollment returns the relay's enrollment, or nil before it has one.
 func (u *Uplink) Enrollment() *cloudv1.EnrollResponse { return u.enroll.Load() }
 
+// PolicyTier is the policy tier of groupID from the last control poll
+// ("server" or "workstation"), or "" while the relay does not know it.
+// Ingress tells it to agents in HelloReply and HeartbeatReply.
+func (u *Uplink) PolicyTier(groupID string) string { return u.o.Spool.GroupTier(groupID) }
+
 // Enrolled is closed once the relay has credentials.
 func (u *Uplink) Enrolled() <-chan struct{} { return u.enrolled }
 

@@ -72,7 +72,10 @@ func (fc *fakeCloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		proto.Unmarshal(body, req)
 		reply(&cloudv1.RegisterAgentResponse{AgentId: req.AgentId, TenantId: "t1", GroupId: "g1"})
 	case "/v1/control/poll":
-		reply(&cloudv1.ControlPollResponse{Version: 3, RegistrationKeys: []*cloudv1.RegistrationKeyHash{{KeyId: "k1", TenantId: "t1"}}})
+		reply(&cloudv1.ControlPollResponse{
+			Version: 3, RegistrationKeys: []*cloudv1.RegistrationKeyHash{{KeyId: "k1", TenantId: "t1"}},
+			GroupPolicies: []*cloudv1.GroupPolicy{{GroupId: "g1", Tier: "server"}},
+		})
 	case "/v1/ingest/upload":
 		if r.Header.Get("Content-Encoding") != "zstd" {
 			fc.t.Errorf("upload Content-Encoding: got %q, want zstd", r.Header.Get("Content-Encoding"))
@@ -304,4 +307,10 @@ func TestControlPollCachesKeyHashes(t *testing.T) {
 		return err == nil && k.GetVersion() == 3 && len(k.GetRegistrationKeys()) == 1
 	})
 	waitFor(t, "cloud reachable", func() bool { return h.up.Status().CloudReachable })
+	if got := h.up.PolicyTier("g1"); got != "server" {
+		t.Errorf("policy tier of g1: got %q, want server", got)
+	}
+	if got := h.up.PolicyTier("g2"); got != "" {
+		t.Errorf("policy tier of unknown g2: got %q, want empty", got)
+	}
 }
