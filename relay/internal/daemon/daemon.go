@@ -90,7 +90,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 			return ""
 		},
 		HeartbeatInterval: cfg.HeartbeatInterval, RetryAfter: cfg.Spool.RetryAfter,
-		Logger: log, Registerer: reg,
+		PolicyTier: d.up.PolicyTier, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		d.spool.Close()
