@@ -49,12 +49,14 @@ func newRootCmd() *cobra.Command {
 			return d.Run(ctx)
 		},
 	}
-	f := cmd.Flags()
+	f := cmd.PersistentFlags()
 	f.StringVarP(&cfgFile, "config", "c", "", "YAML config file")
 	f.StringVar(&dataDir, "data-dir", "", "override data_dir")
 	f.StringVar(&listen, "listen", "", "override listen (UDP host:port for QUIC)")
 	f.StringVar(&adminListen, "admin-listen", "", "override admin_listen")
-	// Room for `gatehouse-relay cluster ...` and other subcommands.
+	cmd.AddCommand(newClusterCmd(func(c *cobra.Command) (config.Config, error) {
+		return loadConfig(c, cfgFile, dataDir, listen, adminListen)
+	}))
 	return cmd
 }
 

@@ -13,7 +13,10 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
+	"github.com/gatehouse/gatehouse/internal/identity"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/ingress"
@@ -30,6 +33,7 @@ type Daemon struct {
 	in     *ingress.Server
 	up     *uplink.Uplink
 	admin  *adminhttp.Server
+	node   *cluster.Node // nil unless this relay is in a cluster
 
 	once sync.Once
 }
@@ -74,9 +78,28 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		Delivered: func(agent string, seqs []uint64) { d.in.Delivered(agent, seqs) },
 		Logger:    log, Registerer: reg,
 	})
+	var store ingress.Store = d.spool
+	var pins func() []*agentv1.RelayPin
+	if cluster.Initialized(cfg.Cluster.DataDir) {
+		id, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, "identity"))
+		if err != nil {
+			d.spool.Close()
+			return nil, err
+		}
+		ccfg := cfg.Cluster
+		ccfg.AgentFingerprint = id.Fingerprint()
+		d.node, err = cluster.New(ccfg, cluster.Deps{Logger: log.With("component", "cluster"), Registry: reg})
+		if err != nil {
+			d.spool.Close()
+			return nil, err
+		}
+		store = clusterStore{Spool: d.spool, node: d.node, timeout: ccfg.ApplyTimeout}
+		pins = sitePins(d.node)
+	}
 	d.in, err = ingress.New(ingress.Options{
-		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
-		Store: d.spool, Cloud: d.registrar(),
+		SitePins: pins,
+		Listen:   cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
+		Store: store, Cloud: d.registrar(),
 		RelayID: func() string {
 			if e := d.up.Enrollment(); e != nil {
 				return e.RelayId
@@ -97,6 +120,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
+	d.clusterRoutes()
 	return d, nil
 }
 
@@ -123,7 +147,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -138,6 +162,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	spoolCtx, stopSpool := context.WithCancel(context.Background())
 	spoolDone := make(chan struct{})
 	go func() { defer close(spoolDone); d.spool.Run(spoolCtx) }()
+	if d.node != nil {
+		run("cluster", d.node.Run)
+	}
 	run("ingress", d.in.Run)
 	run("uplink", d.up.Run)
 	run("admin", d.admin.Run)
@@ -161,6 +188,9 @@ func (d *Daemon) Close() error {
 	var err error
 	d.once.Do(func() {
 		d.in.Close()
+		if d.node != nil {
+			d.node.Close()
+		}
 		d.client.Close()
 		err = d.spool.Close()
 	})
@@ -185,6 +215,15 @@ type Status struct {
 	Spool           SpoolStatus   `json:"spool"`
 	Uplink          uplink.Status `json:"uplink"`
 	ReceiptsPending int64         `json:"receipts_pending"`
+	Cluster         *ClusterBrief `json:"cluster,omitempty"`
+}
+
+// ClusterBrief is the cluster part of Status.
+type ClusterBrief struct {
+	NodeID   string `json:"node_id"`
+	State    string `json:"state"`
+	LeaderID string `json:"leader_id"`
+	Members  int    `json:"members"`
 }
 
 // SpoolStatus is the spool part of Status.
@@ -204,6 +243,11 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	}
 	if e := d.up.Enrollment(); e != nil {
 		s.RelayID = e.RelayId
+	}
+	if d.node != nil {
+		if cs, err := d.node.Status(); err == nil {
+			s.Cluster = &ClusterBrief{NodeID: cs.NodeID, State: cs.State, LeaderID: cs.LeaderID, Members: len(cs.Members)}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(s)
