@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/gatehouse/gatehouse/agent/internal/batch"
+	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/config"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 	"github.com/gatehouse/gatehouse/agent/internal/hoststats"
@@ -43,6 +44,9 @@ type Agent struct {
 	changed chan struct{}
 	coll    *Collectors
 
+	tierMu sync.Mutex // serializes tier switches (tier.go)
+	tier   collect.Tier
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -65,7 +69,13 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 	})
 	// The security lane flushes every event at once (no collector yet).
 	a.sec = batch.New(r, batch.Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxBytes: cfg.Batch.MaxBytes, Logger: log})
-	a.coll = newCollectors(cfg, log, src, r)
+	a.tier = collect.Tier(cfg.PolicyTier)
+	if t, err := loadTier(cfg.DataDir); err != nil {
+		log.Warn("ignoring the persisted policy tier", "err", err, "tier", cfg.PolicyTier)
+	} else if t != "" {
+		a.tier = t
+	}
+	a.coll = newCollectors(cfg, a.tier, log, src, r)
 	var globs []string
 	for _, l := range cfg.Logs {
 		globs = append(globs, l.Paths...)
@@ -92,7 +102,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		DataDir: cfg.DataDir, Hostname: cfg.Hostname, Version: version,
 		HeartbeatInterval: cfg.HeartbeatInterval, RedeliverAfter: cfg.RedeliverAfter,
 		Identity: id, Ring: r, Stats: a.hostStats, Logger: log.With("component", "transport"),
-		OnChange: a.signal,
+		OnChange: a.signal, OnPolicyTier: a.onPolicyTier,
 	})
 	if err != nil {
 		r.Close()
@@ -179,7 +189,7 @@ func (a *Agent) Status() status.Status {
 	rs := a.ring.Stats()
 	return status.Status{
 		AgentID: a.id.ID(), State: cs.State, Relay: cs.Relay, LastError: cs.LastError,
-		Transport: cs.Transport, Proxy: cs.Proxy,
+		Transport: cs.Transport, Proxy: cs.Proxy, PolicyTier: a.PolicyTier(),
 		Ring: status.Ring{Batches: rs.Batches, Bytes: rs.Bytes, MaxBytes: rs.MaxBytes,
 			DroppedBatches: rs.DroppedBatches, DroppedBytes: rs.DroppedBytes},
 		NextSeq: rs.NextSeq, Pending: rs.Pending, SpooledUndelivered: rs.Spooled,

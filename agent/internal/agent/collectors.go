@@ -30,8 +30,7 @@ type Collectors struct {
 	filemod *filemod.Collector
 }
 
-func newCollectors(cfg config.Config, log *slog.Logger, src ecs.Source, r *ring.Ring) *Collectors {
-	tier := collect.Tier(cfg.PolicyTier)
+func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, src ecs.Source, r *ring.Ring) *Collectors {
 	s := &Collectors{log: log.With("component", "collectors")}
 	s.sec = batch.New(r, batch.Options{
 		Lane: agentv1.Priority_PRIORITY_SECURITY, MaxEvents: cfg.Batch.MaxEvents, MaxBytes: cfg.Batch.MaxBytes,
@@ -61,7 +60,19 @@ func newCollectors(cfg config.Config, log *slog.Logger, src ecs.Source, r *ring.
 // SetPolicyTier switches every collector to tier ("server" or
 // "workstation") without a restart; the transport calls it when the cloud
 // pushes a tier.
-func (a *Agent) SetPolicyTier(tier string) error { return a.coll.SetTier(tier) }
+func (a *Agent) SetPolicyTier(tier string) error {
+	t, err := collect.ParseTier(tier)
+	if err != nil {
+		return err
+	}
+	a.tierMu.Lock()
+	defer a.tierMu.Unlock()
+	if err := a.coll.SetTier(tier); err != nil {
+		return err
+	}
+	a.tier = t
+	return nil
+}
 
 // SetTier switches every collector to tier.
 func (s *Collectors) SetTier(tier string) error {

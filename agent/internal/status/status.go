@@ -29,6 +29,7 @@ type Status struct {
 	Transport          string    `json:"transport"` // quic | tcp | tcp+proxy while connected
 	Proxy              string    `json:"proxy"`     // proxy host:port, never credentials
 	LastError          string    `json:"last_error"`
+	PolicyTier         string    `json:"policy_tier"` // server | workstation, as the collectors run now
 	Ring               Ring      `json:"ring"`
 	NextSeq            uint64    `json:"next_seq"`
 	Pending            int       `json:"pending"`
@@ -75,6 +76,7 @@ func Text(w io.Writer, s Status, now time.Time) {
 	fmt.Fprintf(w, "relay:               %s\n", relay)
 	fmt.Fprintf(w, "transport:           %s\n", dash(s.Transport))
 	fmt.Fprintf(w, "proxy:               %s\n", dash(s.Proxy))
+	fmt.Fprintf(w, "policy tier:         %s\n", dash(s.PolicyTier))
 	fmt.Fprintf(w, "last error:          %s\n", lastErr)
 	fmt.Fprintf(w, "ring:                %d batches, %d / %d bytes, %d dropped (%d bytes)\n",
 		s.Ring.Batches, s.Ring.Bytes, s.Ring.MaxBytes, s.Ring.DroppedBatches, s.Ring.DroppedBytes)

@@ -46,6 +46,9 @@ type Options struct {
 	Now               func() time.Time
 	Logger            *slog.Logger
 	OnChange          func() // called (without locks) when Status changes
+	// OnPolicyTier is called with the policy tier the relay sends in every
+	// HelloReply and HeartbeatReply (never with ""); may be nil.
+	OnPolicyTier func(tier string)
 
 	// Mode is auto (race QUIC and TCP), quic or tcp; default auto.
 	Mode string

@@ -33,6 +33,8 @@ type fakeRelay struct {
 	onHello func(h *agentv1.Hello) *agentv1.Frame
 	// onBatch answers a batch (default: SPOOLED); nil ack = close the connection.
 	onBatch func(b *agentv1.EventBatch) *agentv1.BatchAck
+	// onHeartbeat, if set, answers every Heartbeat (default: no answer).
+	onHeartbeat func() *agentv1.HeartbeatReply
 
 	mu       sync.Mutex
 	hellos   []*agentv1.Hello
@@ -233,10 +235,16 @@ func (r *fakeRelay) handle(ctx context.Context, conn fakeConn) {
 			if ra := f.GetReceiptAck(); ra != nil {
 				r.receipts = append(r.receipts, ra.GetSeqs()...)
 			}
+			hb := r.onHeartbeat
 			if f.GetHeartbeat() != nil {
 				r.beats++
+			} else {
+				hb = nil
 			}
 			r.mu.Unlock()
+			if hb != nil {
+				r.writeCtrl(ctrl, &agentv1.Frame{Body: &agentv1.Frame_HeartbeatReply{HeartbeatReply: hb()}})
+			}
 		}
 	}()
 	for {

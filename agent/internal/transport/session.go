@@ -57,6 +57,7 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 	s.cancel = cancel
 
 	s.c.registered(rep)
+	s.policyTier(rep.GetPolicyTier())
 	s.inflight = int(rep.GetMaxInflightBatches())
 	if s.inflight <= 0 {
 		s.inflight = defaultInflight
@@ -148,6 +149,7 @@ func (s *session) readControl(ctx context.Context, rd *framing.Reader) error {
 				return err
 			}
 		case *agentv1.Frame_HeartbeatReply:
+			s.policyTier(b.HeartbeatReply.GetPolicyTier())
 			for _, cmd := range b.HeartbeatReply.GetCommands() {
 				s.command(cmd)
 			}
@@ -158,6 +160,13 @@ func (s *session) readControl(ctx context.Context, rd *framing.Reader) error {
 		default:
 			s.c.log.Debug("ignoring unexpected control frame", "type", fmt.Sprintf("%T", f.Body))
 		}
+	}
+}
+
+// policyTier hands a tier from the relay to the agent ("" means unknown).
+func (s *session) policyTier(tier string) {
+	if tier != "" && s.c.opts.OnPolicyTier != nil {
+		s.c.opts.OnPolicyTier(tier)
 	}
 }
 
