@@ -20,6 +20,9 @@ type AgentOptions struct {
 	Place           Place  // where it runs (only Netns matters); zero: here
 	Proxy           string // proxy: http://user:pass@host:port; "": none
 	TransportMode   string // transport.mode: auto, quic or tcp; "": default
+	PolicyTier      string // policy_tier at start; "": the agent's default
+	// Extra sets more top-level config keys (e.g. "filemod": {...}).
+	Extra map[string]any
 }
 
 // Agent is a running gatehouse-agent.
@@ -32,13 +35,14 @@ type Agent struct {
 
 // AgentStatus is the agent's status.json.
 type AgentStatus struct {
-	AgentID   string `json:"agent_id"`
-	State     string `json:"state"`
-	Relay     string `json:"relay"`
-	Transport string `json:"transport"` // quic, tcp or tcp+proxy
-	Proxy     string `json:"proxy"`
-	LastError string `json:"last_error"`
-	Ring      struct {
+	AgentID    string `json:"agent_id"`
+	State      string `json:"state"`
+	Relay      string `json:"relay"`
+	Transport  string `json:"transport"` // quic, tcp or tcp+proxy
+	Proxy      string `json:"proxy"`
+	LastError  string `json:"last_error"`
+	PolicyTier string `json:"policy_tier"` // server or workstation, as the collectors run
+	Ring       struct {
 		Batches        int64 `json:"batches"`
 		Bytes          int64 `json:"bytes"`
 		MaxBytes       int64 `json:"max_bytes"`
@@ -80,6 +84,12 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 	}
 	if opt.TransportMode != "" {
 		cfg["transport"] = map[string]any{"mode": opt.TransportMode}
+	}
+	if opt.PolicyTier != "" {
+		cfg["policy_tier"] = opt.PolicyTier
+	}
+	for k, v := range opt.Extra {
+		cfg[k] = v
 	}
 	a.conf = cfg
 	if err := writeYAML(a.Config, cfg); err != nil {
