@@ -209,6 +209,47 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return c.opts.MinBackoff + rand.N(ceil-c.opts.MinBackoff+1)
 }
 
+// sitePins takes the site's relays from a heartbeat reply of a pinned relay,
+// so the agent can move to a relay that joined after it registered.
+func (c *Client) sitePins(pins []*agentv1.RelayPin) {
+	sp := sitePinsFrom(pins)
+	if len(sp) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.reg == nil || slices.Equal(c.reg.SitePins, sp) {
+		c.mu.Unlock()
+		return
+	}
+	reg := *c.reg
+	reg.SitePins = sp
+	reg.Relays = reg.Relays[:0:0]
+	for _, p := range sp {
+		reg.Relays = append(reg.Relays, p.Addr)
+	}
+	c.reg = &reg
+	c.mu.Unlock()
+	if err := saveRegistration(c.opts.DataDir, &reg); err != nil {
+		c.log.Error("save registration", "err", err)
+		return
+	}
+	c.log.Info("site relays updated", "relays", reg.Relays)
+}
+
+// siteFingerprints are the keys of the site's relays learnt from a pinned relay.
+func (c *Client) siteFingerprints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reg == nil {
+		return nil
+	}
+	out := make([]string, 0, len(c.reg.SitePins))
+	for _, p := range c.reg.SitePins {
+		out = append(out, p.Fingerprint)
+	}
+	return out
+}
+
 // relays lists the configured relays, then those the site announced.
 func (c *Client) relays() []string {
 	rs := slices.Clone(c.opts.Relays)

@@ -67,6 +67,7 @@ func (t tcpConn) Transport() string { return t.kind }
 // remembers what it saw.
 type pinCheck struct {
 	pin, source string
+	site        []string // keys of the site's other relays, told by a pinned relay
 	tofu        bool
 	seen        string
 	err         error
@@ -84,7 +85,7 @@ func (p *pinCheck) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	if p.tofu {
 		return nil
 	}
-	if err := identity.VerifyPinned(p.pin)(raw, nil); err != nil {
+	if err := identity.VerifyPinned(append([]string{p.pin}, p.site...)...)(raw, nil); err != nil {
 		p.err = fmt.Errorf("%w: got sha256:%s, a TLS-inspecting proxy or the wrong relay (pinned sha256:%s from %s)",
 			ErrPinMismatch, p.seen, p.pin, p.source)
 		return p.err
@@ -102,6 +103,9 @@ func (c *Client) tlsConfig() (*tls.Config, *pinCheck, error) {
 		}
 		pc.source = pinFile
 		pc.tofu = pc.pin == ""
+	}
+	if !pc.tofu {
+		pc.site = c.siteFingerprints()
 	}
 	cert, err := c.opts.Identity.Certificate(c.opts.Identity.ID(), nil)
 	if err != nil {

@@ -150,6 +150,7 @@ func (s *session) readControl(ctx context.Context, rd *framing.Reader) error {
 			}
 		case *agentv1.Frame_HeartbeatReply:
 			s.policyTier(b.HeartbeatReply.GetPolicyTier())
+			s.c.sitePins(b.HeartbeatReply.GetRelayPins())
 			for _, cmd := range b.HeartbeatReply.GetCommands() {
 				s.command(cmd)
 			}

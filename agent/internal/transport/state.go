@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,27 @@ type Registration struct {
 	RelayID      string    `json:"relay_id"`
 	Relays       []string  `json:"relays"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// SitePins are every relay of the site with its key, as a pinned relay
+	// told them: the agent moves to those when its relay dies.
+	SitePins []SitePin `json:"site_pins,omitempty"`
+}
+
+// SitePin is one relay of the site and the key it must present.
+type SitePin struct {
+	Addr        string `json:"addr"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+func sitePinsFrom(pins []*agentv1.RelayPin) []SitePin {
+	var out []SitePin
+	for _, p := range pins {
+		fp, err := identity.NormalizeFingerprint(p.GetFingerprint())
+		if err != nil || p.GetAddr() == "" {
+			continue // a malformed entry is ignored, never trusted
+		}
+		out = append(out, SitePin{Addr: p.GetAddr(), Fingerprint: fp})
+	}
+	return out
 }
 
 const (
@@ -60,6 +82,7 @@ func registrationFrom(rep *agentv1.HelloReply, old *Registration, now time.Time)
 	r := &Registration{
 		AgentID: rep.GetAgentId(), TenantID: rep.GetTenantId(), GroupID: rep.GetGroupId(),
 		RelayID: rep.GetRelayId(), Relays: rep.GetRelays(), RegisteredAt: now.UTC(),
+		SitePins: sitePinsFrom(rep.GetRelayPins()),
 	}
 	if old != nil && old.AgentID == r.AgentID && old.TenantID == r.TenantID {
 		r.RegisteredAt = old.RegisteredAt
@@ -72,7 +95,8 @@ func sameRegistration(a, b *Registration) bool {
 		return a == b
 	}
 	return a.AgentID == b.AgentID && a.TenantID == b.TenantID && a.GroupID == b.GroupID &&
-		a.RelayID == b.RelayID && strings.Join(a.Relays, ",") == strings.Join(b.Relays, ",")
+		a.RelayID == b.RelayID && strings.Join(a.Relays, ",") == strings.Join(b.Relays, ",") &&
+		slices.Equal(a.SitePins, b.SitePins)
 }
 
 // loadPin reads the trust-on-first-use pin; "" when absent.
