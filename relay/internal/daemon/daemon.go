@@ -19,6 +19,7 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
+	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 	"github.com/gatehouse/gatehouse/relay/internal/ingress"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 	"github.com/gatehouse/gatehouse/relay/internal/uplink"
@@ -33,7 +34,8 @@ type Daemon struct {
 	in     *ingress.Server
 	up     *uplink.Uplink
 	admin  *adminhttp.Server
-	node   *cluster.Node // nil unless this relay is in a cluster
+	node   *cluster.Node     // nil unless this relay is in a cluster
+	dns    *dnsserver.Server // nil unless dns.enabled
 
 	once sync.Once
 }
@@ -119,6 +121,14 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		d.spool.Close()
 		return nil, err
 	}
+	if cfg.DNS.Enabled {
+		d.dns, err = dnsserver.New(cfg.DNS.Config, dnsserver.Deps{Logger: log.With("component", "dns"), Registerer: reg})
+		if err != nil {
+			d.in.Close()
+			d.spool.Close()
+			return nil, err
+		}
+	}
 	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
 	d.clusterRoutes()
 	return d, nil
@@ -147,7 +157,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 5)
+	errc := make(chan error, 7)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -164,6 +174,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { defer close(spoolDone); d.spool.Run(spoolCtx) }()
 	if d.node != nil {
 		run("cluster", d.node.Run)
+	}
+	if d.dns != nil {
+		run("dns", d.dns.Run)
+		run("dns sync", d.runDNSSync)
 	}
 	run("ingress", d.in.Run)
 	run("uplink", d.up.Run)
@@ -190,6 +204,9 @@ func (d *Daemon) Close() error {
 		d.in.Close()
 		if d.node != nil {
 			d.node.Close()
+		}
+		if d.dns != nil {
+			d.dns.Close()
 		}
 		d.client.Close()
 		err = d.spool.Close()

@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse/gatehouse/cluster"
+	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
+)
+
+// healthProbeEvery is how often the relay checks which relays of the site
+// answer on their agent port; a dead node leaves the service name's answers
+// within about two probes.
+const healthProbeEvery = 2 * time.Second
+
+// runDNSSync keeps the DNS server's overrides (the file's plus the cluster's)
+// and the service name's healthy relays current until ctx ends.
+func (d *Daemon) runDNSSync(ctx context.Context) error {
+	var changes <-chan struct{}
+	if d.node != nil {
+		w := d.node.Watch(cluster.KindDNS | cluster.KindMembers)
+		defer w.Close()
+		changes = w.C()
+	}
+	d.applyOverrides()
+	probe := time.NewTicker(healthProbeEvery)
+	defer probe.Stop()
+	d.probeRelays(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changes:
+			d.applyOverrides()
+			d.probeRelays(ctx)
+		case <-probe.C:
+			d.probeRelays(ctx)
+		}
+	}
+}
+
+// applyOverrides serves the config file's records plus the cluster's; a
+// cluster record for the same name and type wins.
+func (d *Daemon) applyOverrides() {
+	recs := d.cfg.DNS.Overrides
+	if d.node != nil {
+		seen := map[string]bool{}
+		var fromCluster []dnsserver.Record
+		for _, o := range d.node.Store().DNSOverrides() {
+			typ := strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_")
+			seen[strings.ToLower(strings.TrimSuffix(o.GetName(), "."))+"/"+typ] = true
+			for _, v := range o.GetValues() {
+				fromCluster = append(fromCluster, dnsserver.Record{
+					Name: o.GetName(), Type: typ, Value: v, TTL: time.Duration(o.GetTtlSeconds()) * time.Second,
+				})
+			}
+		}
+		recs = nil
+		for _, r := range d.cfg.DNS.Overrides {
+			if !seen[strings.ToLower(strings.TrimSuffix(r.Name, "."))+"/"+strings.ToUpper(r.Type)] {
+				recs = append(recs, r)
+			}
+		}
+		recs = append(recs, fromCluster...)
+	}
+	if err := d.dns.SetOverrides(recs); err != nil {
+		d.log.Error("dns overrides refused; keeping the previous set", "err", err)
+	}
+}
+
+// probeRelays answers the service name with the relays of the site whose
+// agent port accepts a TCP connection now (this relay alone when it is not
+// in a cluster).
+func (d *Daemon) probeRelays(ctx context.Context) {
+	type cand struct{ name, addr string }
+	cands := []cand{{d.cfg.Name, d.cfg.Advertise}}
+	if d.node != nil {
+		cands = cands[:0]
+		for _, m := range d.node.Store().Members() {
+			if m.GetAgentAddr() != "" {
+				cands = append(cands, cand{m.GetName(), m.GetAgentAddr()})
+			}
+		}
+	}
+	var healthy []dnsserver.Relay
+	for _, c := range cands {
+		host, portStr, err := net.SplitHostPort(c.addr)
+		if err != nil {
+			continue
+		}
+		ip, err := netip.ParseAddr(host)
+		if err != nil || ip.IsUnspecified() {
+			continue // a relay listening on every address is told by name only
+		}
+		port, _ := strconv.ParseUint(portStr, 10, 16)
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", c.addr)
+		cancel()
+		if err != nil {
+			continue
+		}
+		conn.Close()
+		healthy = append(healthy, dnsserver.Relay{Name: c.name, IPs: []netip.Addr{ip}, Port: uint16(port)})
+	}
+	d.dns.SetHealthyRelays(healthy)
+}

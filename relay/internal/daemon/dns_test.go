@@ -1,0 +1,89 @@
+package daemon
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/gatehouse/gatehouse/cluster"
+	"github.com/gatehouse/gatehouse/internal/identity"
+	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
+	"github.com/gatehouse/gatehouse/relay/internal/config"
+	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
+)
+
+// A clustered relay with DNS on: the file's override is answered at once,
+// and an override written to the cluster's Raft state is answered without
+// a restart, winning over the file's record of the same name and type.
+func TestClusteredRelayServesDNSOverrides(t *testing.T) {
+	cloud := cloudStub(t)
+	cfg := config.Default()
+	cfg.Name = "relay-a"
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminListen = "127.0.0.1:0"
+	cfg.Cloud.URL = cloud.URL
+	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
+	cfg.Cloud.EnrollmentToken = "tok"
+	cfg.Cluster.Bind = "127.0.0.1:0"
+	cfg.DNS.Enabled = true
+	cfg.DNS.Listen = "127.0.0.1:0"
+	cfg.DNS.AllowNetworks = []string{"127.0.0.0/8"}
+	cfg.DNS.RefuseUnknown = true
+	cfg.DNS.Overrides = []dnsserver.Record{
+		{Name: "ingest.cloud.example.", Type: "A", Value: "192.0.2.10"},
+		{Name: "api.cloud.example.", Type: "A", Value: "192.0.2.11"},
+	}
+	cfg.Finish()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.Init(cfg.Cluster.DataDir, cfg.Cluster.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	addr := d.dns.Addr().String()
+	lookup := func(name string) string {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, addr)
+		if err != nil || len(r.Answer) == 0 {
+			return ""
+		}
+		return r.Answer[0].(*dns.A).A.String()
+	}
+	waitFor(t, "file override answered", func() bool { return lookup("ingest.cloud.example.") == "192.0.2.10" })
+
+	<-d.node.Started()
+	waitFor(t, "cluster leader", func() bool {
+		st, err := d.node.Status()
+		return err == nil && st.LeaderID != ""
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if _, err := d.node.SetDNSOverride(wctx, &clusterv1.DnsOverride{
+		Name: "api.cloud.example.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "cluster override answered", func() bool { return lookup("api.cloud.example.") == "198.51.100.7" })
+	if got := lookup("ingest.cloud.example."); got != "192.0.2.10" {
+		t.Fatalf("file override after cluster change: got %q, want 192.0.2.10", got)
+	}
+}
