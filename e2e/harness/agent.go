@@ -11,6 +11,9 @@ import (
 
 // AgentOptions configure a test agent.
 type AgentOptions struct {
+	// Collectors turns on the host-wide collectors (process, netflow, auth,
+	// filemod); off, the agent collects only its log globs and host stats.
+	Collectors bool
 	Relays          []string
 	Fingerprint     string
 	RegistrationKey string
@@ -75,6 +78,13 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 		"stats_interval":     "10s",
 		"batch":              map[string]any{"max_delay": "200ms"},
 		"logs":               []map[string]any{{"paths": opt.LogGlobs}},
+	}
+	if !opt.Collectors {
+		// The data-path tests count log lines; host-wide collectors would only
+		// add load and noise there.
+		for _, c := range []string{"process", "netflow", "auth", "filemod"} {
+			cfg[c] = map[string]any{"enabled": false}
+		}
 	}
 	if opt.RingMaxBytes > 0 {
 		cfg["ring"] = map[string]any{"max_bytes": opt.RingMaxBytes}

@@ -20,6 +20,9 @@ type RelayOptions struct {
 	Place          Place    // where it runs; zero: loopback
 	CloudProxy     string   // cloud.proxy, http://user:pass@host:port; "": none
 	Env            []string // extra environment, e.g. HTTPS_PROXY=...
+	// ClusterBind, when set, gives the relay a cluster port there (host:port)
+	// with short Raft timeouts; ClusterInit/ClusterJoin then make it a member.
+	ClusterBind string
 }
 
 // Relay is a running gatehouse-relay.
@@ -29,9 +32,11 @@ type Relay struct {
 	Addr      string // agents' address (UDP for QUIC, TCP for TLS)
 	AdminAddr string
 	Config    string // its YAML file
-	Place     Place
-	conf      map[string]any
-	hc        *http.Client
+	// ClusterAddr is the cluster (Raft) port, when RelayOptions.ClusterBind set one.
+	ClusterAddr string
+	Place       Place
+	conf        map[string]any
+	hc          *http.Client
 }
 
 // RelayStatus is the relay's GET /v1/status.
@@ -55,6 +60,18 @@ type RelayStatus struct {
 // StartRelay starts a relay enrolled into the cloud with token, its data
 // under dir, and waits until ready.
 func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string, opt RelayOptions) (*Relay, error) {
+	r, err := PrepareRelay(bin, dir, cloud, token, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Restart(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// PrepareRelay writes a relay's config without starting it.
+func PrepareRelay(bin, dir string, cloud *Cloud, token string, opt RelayOptions) (*Relay, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -104,15 +121,19 @@ func StartRelay(ctx context.Context, bin, dir string, cloud *Cloud, token string
 		"spool":        spool,
 		"uplink":       uplink,
 	}
+	if opt.ClusterBind != "" {
+		r.ClusterAddr = opt.ClusterBind
+		r.conf["cluster"] = map[string]any{
+			"bind": opt.ClusterBind, "advertise": opt.ClusterBind,
+			"heartbeat_timeout": "500ms", "election_timeout": "500ms", "leader_lease_timeout": "250ms",
+		}
+	}
 	if err := writeYAML(r.Config, r.conf); err != nil {
 		return nil, err
 	}
 	r.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-relay"), []string{"--config", r.Config}, filepath.Join(dir, "relay.log"))
 	r.Proc.Netns = opt.Place.Netns
 	r.Proc.Env = opt.Env
-	if err := r.Restart(ctx); err != nil {
-		return nil, err
-	}
 	return r, nil
 }
 

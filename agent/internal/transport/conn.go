@@ -140,8 +140,8 @@ func (c *Client) dialQUIC(ctx context.Context, addr string) (conn, *pinCheck, er
 	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 	qc, err := quic.DialAddr(dctx, addr, tc, &quic.Config{
-		KeepAlivePeriod:      15 * time.Second,
-		MaxIdleTimeout:       45 * time.Second,
+		KeepAlivePeriod:      2 * time.Second,
+		MaxIdleTimeout:       6 * time.Second,
 		HandshakeIdleTimeout: c.opts.DialTimeout,
 	})
 	if err != nil {
