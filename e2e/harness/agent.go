@@ -13,7 +13,7 @@ import (
 type AgentOptions struct {
 	// Collectors turns on the host-wide collectors (process, netflow, auth,
 	// filemod); off, the agent collects only its log globs and host stats.
-	Collectors bool
+	Collectors      bool
 	Relays          []string
 	Fingerprint     string
 	RegistrationKey string
