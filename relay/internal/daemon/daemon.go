@@ -12,11 +12,13 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
@@ -37,6 +39,9 @@ type Daemon struct {
 	node   *cluster.Node     // nil unless this relay is in a cluster
 	dns    *dnsserver.Server // nil unless dns.enabled
 
+	cloudDNS   atomic.Pointer[[]*cloudv1.DnsOverride] // a relay alone: the last poll's overrides
+	dnsChanged chan struct{}
+
 	once sync.Once
 }
 
@@ -51,7 +56,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	} else if e == nil && cfg.Cloud.EnrollmentToken == "" {
 		return nil, fmt.Errorf("relay not enrolled (%s absent): set cloud.enrollment_token", filepath.Join(cfg.DataDir, cloudclient.EnrollmentFile))
 	}
-	d := &Daemon{cfg: cfg, log: log}
+	d := &Daemon{cfg: cfg, log: log, dnsChanged: make(chan struct{}, 1)}
 	var err error
 	d.admin, err = adminhttp.New(cfg.AdminListen, d.ready)
 	if err != nil {
@@ -78,6 +83,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		MinBackoff: cfg.Uplink.MinBackoff, MaxBackoff: cfg.Uplink.MaxBackoff,
 		PollWait:  min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
 		Delivered: func(agent string, seqs []uint64) { d.in.Delivered(agent, seqs) },
+		Control:   d.applyControl,
 		Logger:    log, Registerer: reg,
 	})
 	var store ingress.Store = d.spool

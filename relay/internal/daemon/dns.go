@@ -37,21 +37,40 @@ func (d *Daemon) runDNSSync(ctx context.Context) error {
 		case <-changes:
 			d.applyOverrides()
 			d.probeRelays(ctx)
+		case <-d.dnsChanged:
+			d.applyOverrides()
 		case <-probe.C:
 			d.probeRelays(ctx)
 		}
 	}
 }
 
-// applyOverrides serves the config file's records plus the cluster's; a
-// cluster record for the same name and type wins.
+// applyOverrides serves the config file's records plus the site's from the
+// cloud (through the cluster's Raft state, or straight from the last poll
+// for a relay alone); the cloud's record for a name and type wins.
 func (d *Daemon) applyOverrides() {
-	recs := d.cfg.DNS.Overrides
+	type override interface {
+		GetName() string
+		GetValues() []string
+		GetTtlSeconds() uint32
+	}
+	var site []override
+	var types []string
 	if d.node != nil {
+		for _, o := range d.node.Store().DNSOverrides() {
+			site, types = append(site, o), append(types, strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_"))
+		}
+	} else if p := d.cloudDNS.Load(); p != nil {
+		for _, o := range *p {
+			site, types = append(site, o), append(types, strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_"))
+		}
+	}
+	recs := d.cfg.DNS.Overrides
+	if len(site) > 0 {
 		seen := map[string]bool{}
 		var fromCluster []dnsserver.Record
-		for _, o := range d.node.Store().DNSOverrides() {
-			typ := strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_")
+		for i, o := range site {
+			typ := types[i]
 			seen[strings.ToLower(strings.TrimSuffix(o.GetName(), "."))+"/"+typ] = true
 			for _, v := range o.GetValues() {
 				fromCluster = append(fromCluster, dnsserver.Record{

@@ -44,6 +44,9 @@ func (u *Uplink) pollLoop(ctx context.Context) {
 				u.log.Debug("control state", "version", since, "registration_keys", len(resp.GetRegistrationKeys()))
 			}
 		}
+		if u.o.Control != nil {
+			u.o.Control(ctx, resp)
+		}
 		// A cloud that answers at once must not turn this into a hot loop.
 		if el := u.o.Clock.Now().Sub(start); el < time.Second {
 			if !u.sleep(ctx, time.Second-el) {

@@ -47,6 +47,9 @@ type Options struct {
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
 	PollWait        time.Duration // long-poll wait asked of the cloud; default 25s
+	// Control, when set, gets the cloud's whole control state after every
+	// successful poll (the cluster applies what changed).
+	Control func(ctx context.Context, resp *cloudv1.ControlPollResponse)
 	// Delivered is called with the receipts of every acked upload.
 	Delivered  func(agentID string, seqs []uint64)
 	Logger     *slog.Logger
