@@ -20,6 +20,11 @@ type clusterSite struct {
 // newClusterSite starts n relays of one site as a Raft cluster: the first
 // initialises it, the others join through it.
 func newClusterSite(t *testing.T, n int) *clusterSite {
+	return newClusterSiteWith(t, n, harness.RelayOptions{})
+}
+
+// newClusterSiteWith is newClusterSite with options for every relay.
+func newClusterSiteWith(t *testing.T, n int, opt harness.RelayOptions) *clusterSite {
 	t.Helper()
 	bin := binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -48,8 +53,8 @@ func newClusterSite(t *testing.T, n int) *clusterSite {
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := harness.PrepareRelay(bin, filepath.Join(s.dir, fmt.Sprintf("relay-%d", i)), s.cloud, tok,
-			harness.RelayOptions{ClusterBind: fmt.Sprintf("127.0.0.1:%d", port)})
+		opt.ClusterBind = fmt.Sprintf("127.0.0.1:%d", port)
+		r, err := harness.PrepareRelay(bin, filepath.Join(s.dir, fmt.Sprintf("relay-%d", i)), s.cloud, tok, opt)
 		if err != nil {
 			t.Fatal(err)
 		}

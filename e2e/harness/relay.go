@@ -23,6 +23,9 @@ type RelayOptions struct {
 	// ClusterBind, when set, gives the relay a cluster port there (host:port)
 	// with short Raft timeouts; ClusterInit/ClusterJoin then make it a member.
 	ClusterBind string
+	// DNS turns on the relay's DNS server on a free loopback port (DNSAddr),
+	// answering 127.0.0.0/8 and refusing names it does not hold.
+	DNS bool
 }
 
 // Relay is a running gatehouse-relay.
@@ -34,9 +37,11 @@ type Relay struct {
 	Config    string // its YAML file
 	// ClusterAddr is the cluster (Raft) port, when RelayOptions.ClusterBind set one.
 	ClusterAddr string
-	Place       Place
-	conf        map[string]any
-	hc          *http.Client
+	// DNSAddr is the DNS server's address when RelayOptions.DNS is set.
+	DNSAddr string
+	Place   Place
+	conf    map[string]any
+	hc      *http.Client
 }
 
 // RelayStatus is the relay's GET /v1/status.
@@ -126,6 +131,16 @@ func PrepareRelay(bin, dir string, cloud *Cloud, token string, opt RelayOptions)
 		r.conf["cluster"] = map[string]any{
 			"bind": opt.ClusterBind, "advertise": opt.ClusterBind,
 			"heartbeat_timeout": "500ms", "election_timeout": "500ms", "leader_lease_timeout": "250ms",
+		}
+	}
+	if opt.DNS {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		r.DNSAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		r.conf["dns"] = map[string]any{
+			"enabled": true, "listen": r.DNSAddr, "allow_networks": []string{"127.0.0.0/8"}, "refuse_unknown": true,
 		}
 	}
 	if err := writeYAML(r.Config, r.conf); err != nil {
