@@ -41,10 +41,18 @@ func (r *Relay) ClusterInit(ctx context.Context) (string, error) {
 	return m[1], nil
 }
 
-// ClusterJoin enrolls the (stopped) relay through a running member.
+// ClusterJoin enrolls the (stopped) relay through a running member,
+// retrying while the member's cluster port is still coming up.
 func (r *Relay) ClusterJoin(ctx context.Context, memberAddr, token string) error {
-	_, err := r.relayCLI(ctx, "cluster", "join", memberAddr, "--token", token)
-	return err
+	var last error
+	err := WaitFor(ctx, 30*time.Second, r.Name+" joined", func() (bool, error) {
+		_, last = r.relayCLI(ctx, "cluster", "join", memberAddr, "--token", token)
+		return last == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", err, last)
+	}
+	return nil
 }
 
 // ClusterStatus is the relay's own view of the cluster (`cluster status -o json`).
