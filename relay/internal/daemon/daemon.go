@@ -224,6 +224,13 @@ func (d *Daemon) ready() error {
 	if d.in == nil || d.spool == nil {
 		return errors.New("starting")
 	}
+	if d.node != nil {
+		select {
+		case <-d.node.Started():
+		default:
+			return errors.New("cluster node starting")
+		}
+	}
 	return nil
 }
 
