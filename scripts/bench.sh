@@ -23,5 +23,17 @@ go test -run '^$' -bench . -benchmem -benchtime "$benchtime" -count 1 ./... 2>&1
 	echo '```'
 	cat "$tmp"
 	echo '```'
+	if [ -n "${GATEHOUSE_BIN:-}" ] && [ "$(id -u)" = 0 ]; then
+		echo
+		echo "## Agent footprint"
+		echo
+		echo "scripts/agent-footprint.sh (real eBPF/fanotify collectors, no relay reachable: the"
+		echo "agent keeps batches in its ring). RSS and CPU as a share of one core, measured"
+		echo "over ${FOOTPRINT_SECS:-20}s; the load is exec+exit, TCP connect/accept/close and file"
+		echo "create/modify/delete. The host's own activity (builds, tests) adds process"
+		echo "events and executable hashing to every row."
+		echo
+		scripts/agent-footprint.sh "$GATEHOUSE_BIN" "${FOOTPRINT_SECS:-20}"
+	fi
 } > "$out"
 echo "wrote $out" >&2

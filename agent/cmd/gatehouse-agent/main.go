@@ -23,7 +23,7 @@ import (
 )
 
 // memoryLimit keeps the agent small: the GC works harder before it grows.
-const memoryLimit = 32 << 20
+const memoryLimit = 24 << 20
 
 const defaultConfig = "/etc/gatehouse/agent.yaml"
 

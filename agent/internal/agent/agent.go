@@ -26,8 +26,14 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
-// StatusEvery is how often status.json is rewritten besides state changes.
-const StatusEvery = 2 * time.Second
+// status.json is rewritten at once on a connection state change, else at
+// most every StatusEvery when something in it changed, and every
+// StatusRefresh anyway (so updated_at shows the agent is alive). An idle
+// agent writes it twice a minute, not every 2 seconds.
+const (
+	StatusEvery   = 2 * time.Second
+	StatusRefresh = 30 * time.Second
+)
 
 // Agent is the running agent.
 type Agent struct {
@@ -172,13 +178,30 @@ func (a *Agent) runLogged(name string, f func() error) {
 func (a *Agent) statusLoop(ctx context.Context) {
 	t := time.NewTicker(StatusEvery)
 	defer t.Stop()
+	var last status.Status
+	var lastAt time.Time
+	write := func(force bool) {
+		st := a.Status()
+		cmp := st
+		cmp.UpdatedAt = last.UpdatedAt
+		if !force && cmp == last && time.Since(lastAt) < StatusRefresh {
+			return
+		}
+		if err := status.Write(a.cfg.StatusPath(), st); err != nil {
+			a.log.Warn("write status", "err", err)
+			return
+		}
+		last, lastAt = st, time.Now()
+	}
+	write(true)
 	for {
-		a.writeStatus()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			write(false)
 		case <-a.changed:
+			write(true)
 		}
 	}
 }

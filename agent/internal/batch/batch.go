@@ -41,6 +41,8 @@ type Batcher struct {
 	bytes  int
 	ckpts  map[ring.FileID]ring.Checkpoint
 	first  time.Time
+
+	started chan struct{} // pulsed when a batch opens: Run arms its timer
 }
 
 // New returns a Batcher writing to out; it starts nothing.
@@ -57,7 +59,7 @@ func New(out Appender, opts Options) *Batcher {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 1 << 20
 	}
-	return &Batcher{out: out, opts: opts, log: opts.Logger, ckpts: map[ring.FileID]ring.Checkpoint{}}
+	return &Batcher{out: out, opts: opts, log: opts.Logger, ckpts: map[ring.FileID]ring.Checkpoint{}, started: make(chan struct{}, 1)}
 }
 
 // Add queues one event, with the checkpoint it advances (may be nil), and
@@ -72,6 +74,10 @@ func (b *Batcher) Add(ev []byte, ck *ring.Checkpoint) error {
 	}
 	if len(b.events) == 0 {
 		b.first = b.opts.Now()
+		select {
+		case b.started <- struct{}{}:
+		default:
+		}
 	}
 	b.events = append(b.events, ev)
 	b.bytes += len(ev)
@@ -123,11 +129,11 @@ func (b *Batcher) flushLocked() error {
 }
 
 // Run flushes batches when they are due until ctx ends, then flushes the
-// rest.
+// rest. It sleeps while no batch is open: an idle agent does not wake up.
 func (b *Batcher) Run(ctx context.Context) error {
-	tick := max(b.opts.MaxDelay/4, 10*time.Millisecond)
-	t := time.NewTicker(tick)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -135,10 +141,24 @@ func (b *Batcher) Run(ctx context.Context) error {
 				b.log.Error("final flush", "err", err)
 			}
 			return nil
-		case <-t.C:
+		case <-b.started:
+		case <-timer.C:
 			if err := b.FlushIfDue(); err != nil {
 				b.log.Error("batch flush failed", "err", err)
 			}
 		}
+		if d, open := b.due(); open {
+			timer.Reset(d)
+		}
 	}
+}
+
+// due is how long until the open batch is due; open is false without one.
+func (b *Batcher) due() (d time.Duration, open bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.events) == 0 {
+		return 0, false
+	}
+	return max(0, b.opts.MaxDelay-b.opts.Now().Sub(b.first)), true
 }

@@ -80,6 +80,8 @@ type Tailer struct {
 	order  []ring.FileID // first seen first: an old file is finished before its successor
 	start  map[ring.FileID]ring.Checkpoint
 	buf    []byte
+	saved  []byte // the checkpoint file as last written
+	readN  int64  // bytes read so far (poll backs off while it stays put)
 	lines  atomic.Uint64
 	errors atomic.Uint64
 }
@@ -116,7 +118,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 		return err
 	}
 	defer t.closeAll()
-	poll := time.NewTicker(t.opts.Poll)
+	// Polling backs off (doubling up to 8 x Poll, at most 2s) while no file
+	// grows, and is back at Poll as soon as one does: an idle agent does not
+	// wake up four times a second.
+	idleMax := max(t.opts.Poll, min(8*t.opts.Poll, 2*time.Second))
+	interval := t.opts.Poll
+	poll := time.NewTimer(interval)
 	defer poll.Stop()
 	rescan := time.NewTicker(t.opts.Rescan)
 	defer rescan.Stop()
@@ -130,7 +137,14 @@ func (t *Tailer) Run(ctx context.Context) error {
 			t.save()
 			return nil
 		case <-poll.C:
+			before := t.readN
 			t.poll()
+			if t.readN != before {
+				interval = t.opts.Poll
+			} else {
+				interval = min(2*interval, idleMax)
+			}
+			poll.Reset(interval)
 		case <-rescan.C:
 			t.scan()
 		case <-save.C:
@@ -300,6 +314,7 @@ func (t *Tailer) read(f *followed) int {
 		n, err := f.f.ReadAt(t.buf, pos)
 		if n > 0 {
 			total += n
+			t.readN += int64(n)
 			pos += int64(n)
 			f.partial = append(f.partial, t.buf[:n]...)
 			t.emitLines(f)
@@ -394,9 +409,14 @@ func (t *Tailer) save() {
 	if err != nil {
 		return
 	}
+	if bytes.Equal(b, t.saved) {
+		return // unchanged: no write, no fsync
+	}
 	if err := atomicfile.Write(t.opts.CheckpointPath, b, 0o600); err != nil {
 		t.log.Warn("save checkpoints", "err", err)
+		return
 	}
+	t.saved = b
 }
 
 type logLine struct {

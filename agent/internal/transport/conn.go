@@ -140,8 +140,10 @@ func (c *Client) dialQUIC(ctx context.Context, addr string) (conn, *pinCheck, er
 	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
 	defer cancel()
 	qc, err := quic.DialAddr(dctx, addr, tc, &quic.Config{
-		KeepAlivePeriod:      2 * time.Second,
-		MaxIdleTimeout:       6 * time.Second,
+		// A relay that dies without closing (kill -9, power loss) is noticed
+		// after MaxIdleTimeout; the agent then moves to another of the site.
+		KeepAlivePeriod:      time.Second,
+		MaxIdleTimeout:       4 * time.Second,
 		HandshakeIdleTimeout: c.opts.DialTimeout,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse/gatehouse/proto/framing"
@@ -92,6 +93,12 @@ func (c *Client) establish(ctx context.Context, addr string) (*session, *agentv1
 			cancel()
 		case r.err == nil:
 			r.s.conn.Close() // lost the race
+		case r.kind == TransportTCP && errors.Is(r.err, syscall.ECONNREFUSED):
+			// The relay's host is up but nothing listens on its port: the
+			// relay is down, and waiting out QUIC's handshake timeout would
+			// only delay moving to another relay.
+			failed = append(failed, r)
+			cancel()
 		case rctx.Err() == nil || win == nil:
 			failed = append(failed, r)
 		}

@@ -163,6 +163,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		return fmt.Errorf("netflow collector: attach inet_sock_set_state: %w", err)
 	}
 	defer lst.Close()
+	collect.ReleaseLoadMemory()
 	c.log.Info("netflow collector running", "tier", c.tier.Load())
 	close(c.ready)
 

@@ -170,6 +170,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		return fmt.Errorf("process collector: attach sched_process_exit: %w", err)
 	}
 	defer lexit.Close()
+	collect.ReleaseLoadMemory()
 	c.log.Info("process collector running", "tier", c.tier.Load())
 	close(c.ready)
 
