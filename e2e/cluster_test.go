@@ -19,12 +19,12 @@ type clusterSite struct {
 
 // newClusterSite starts n relays of one site as a Raft cluster: the first
 // initialises it, the others join through it.
-func newClusterSite(t *testing.T, n int) *clusterSite {
+func newClusterSite(t testing.TB, n int) *clusterSite {
 	return newClusterSiteWith(t, n, harness.RelayOptions{})
 }
 
 // newClusterSiteWith is newClusterSite with options for every relay.
-func newClusterSiteWith(t *testing.T, n int, opt harness.RelayOptions) *clusterSite {
+func newClusterSiteWith(t testing.TB, n int, opt harness.RelayOptions) *clusterSite {
 	t.Helper()
 	bin := binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

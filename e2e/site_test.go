@@ -19,7 +19,7 @@ var (
 )
 
 // binaries builds the real binaries once per test run (or uses GATEHOUSE_BIN).
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("system test: starts the real binaries; skipped in -short mode")
@@ -40,7 +40,7 @@ func binaries(t *testing.T) string {
 
 // testSite is a cloud with one tenant and a relay enrolled into its site.
 type testSite struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	bin   string
 	dir   string
