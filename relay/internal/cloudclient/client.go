@@ -206,6 +206,15 @@ func (c *Client) Poll(ctx context.Context, req *cloudv1.ControlPollRequest) (*cl
 	return resp, nil
 }
 
+// Results reports the agents' action results to the cloud.
+func (c *Client) Results(ctx context.Context, req *cloudv1.ActionResults) (*cloudv1.ActionResultsAck, error) {
+	resp := &cloudv1.ActionResultsAck{}
+	if err := c.call(ctx, "/v1/control/results", true, req, resp, nil); err != nil {
+		return nil, fmt.Errorf("action results: %w", err)
+	}
+	return resp, nil
+}
+
 func (c *Client) call(ctx context.Context, path string, auth bool, req, resp proto.Message, hdr map[string]string) error {
 	body, err := proto.Marshal(req)
 	if err != nil {

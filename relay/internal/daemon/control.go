@@ -17,7 +17,9 @@ import (
 // node may do it after each poll and the writes stay few and idempotent.
 // A node in a minority cannot write; it logs that and the next poll retries.
 func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResponse) {
+	d.lastControl.Store(resp)
 	if d.node == nil {
+		d.pushAll(d.agentsWithWork())
 		// A relay alone serves the cloud's DNS overrides straight from the poll.
 		d.cloudDNS.Store(&resp.DnsOverrides)
 		select {
@@ -73,6 +75,7 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 		}
 	}
 
+	errs = append(errs, d.syncActions(ctx, resp)...)
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("cloud control state not yet in the cluster; retrying at the next poll", "err", err)
 	}

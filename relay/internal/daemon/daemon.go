@@ -39,8 +39,12 @@ type Daemon struct {
 	node   *cluster.Node     // nil unless this relay is in a cluster
 	dns    *dnsserver.Server // nil unless dns.enabled
 
-	cloudDNS   atomic.Pointer[[]*cloudv1.DnsOverride] // a relay alone: the last poll's overrides
-	dnsChanged chan struct{}
+	cloudDNS    atomic.Pointer[[]*cloudv1.DnsOverride] // a relay alone: the last poll's overrides
+	lastControl atomic.Pointer[cloudv1.ControlPollResponse]
+	pusher      commandPusher
+	ctx         context.Context // Run's, for work started by callbacks
+	wg          sync.WaitGroup  // that work
+	dnsChanged  chan struct{}
 
 	once sync.Once
 }
@@ -106,7 +110,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.in, err = ingress.New(ingress.Options{
 		SitePins: pins,
-		Listen:   cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
+		Commands: d.agentCommands, CommandResult: d.commandResult,
+		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
 		Store: store, Cloud: d.registrar(),
 		RelayID: func() string {
 			if e := d.up.Enrollment(); e != nil {
@@ -162,8 +167,9 @@ func (d *Daemon) Fingerprint() string { return d.in.Fingerprint() }
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	d.ctx = ctx
 	var wg sync.WaitGroup
-	errc := make(chan error, 7)
+	errc := make(chan error, 8)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -180,6 +186,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { defer close(spoolDone); d.spool.Run(spoolCtx) }()
 	if d.node != nil {
 		run("cluster", d.node.Run)
+		run("command push", d.runCommandPush)
 	}
 	if d.dns != nil {
 		run("dns", d.dns.Run)
@@ -191,6 +198,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("relay running", "name", d.cfg.Name, "listen_udp", d.AgentAddr(), "listen_tcp", d.AgentTCPAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
 	<-ctx.Done()
 	wg.Wait()
+	d.wg.Wait()
 	stopSpool()
 	<-spoolDone
 	d.Close()

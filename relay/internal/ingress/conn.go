@@ -96,6 +96,13 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 	} else if len(seqs) > 0 {
 		s.hub.deliver(agentID, seqs)
 	}
+	// Pending actions and the desired isolation state, at every connect.
+	for _, cmd := range s.h.pendingCommands(agentID) {
+		if err := sess.send(frame(cmd)); err != nil {
+			log.Debug("command push deferred to the next heartbeat", "command_id", cmd.GetId(), "err", err)
+			break
+		}
+	}
 
 	wg.Add(1)
 	go func() {

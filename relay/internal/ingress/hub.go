@@ -59,3 +59,11 @@ func (h *hub) deliver(agentID string, seqs []uint64) {
 		seqs = seqs[n:]
 	}
 }
+
+// push queues one frame for a connected agent.
+func (h *hub) push(agentID string, f *agentv1.Frame) bool {
+	h.mu.Lock()
+	sess := h.by[agentID]
+	h.mu.Unlock()
+	return sess != nil && sess.send(f) == nil
+}

@@ -51,6 +51,16 @@ type handler struct {
 	maxInflight int
 	regTimeout  time.Duration
 	policyTier  func(groupID string) string // may be nil
+	commands    func(agentID string) []*agentv1.Command
+	onResult    func(agentID string, r *agentv1.CommandResult)
+}
+
+// pendingCommands is what the agent must still be told; nil without a source.
+func (h *handler) pendingCommands(agentID string) []*agentv1.Command {
+	if h.commands == nil {
+		return nil
+	}
+	return h.commands(agentID)
 }
 
 // tier is groupID's policy tier, "" when unknown.
@@ -67,6 +77,8 @@ func frame(m any) *agentv1.Frame {
 		return &agentv1.Frame{Body: &agentv1.Frame_HelloReply{HelloReply: v}}
 	case *agentv1.HeartbeatReply:
 		return &agentv1.Frame{Body: &agentv1.Frame_HeartbeatReply{HeartbeatReply: v}}
+	case *agentv1.Command:
+		return &agentv1.Frame{Body: &agentv1.Frame_Command{Command: v}}
 	case *agentv1.BatchAck:
 		return &agentv1.Frame{Body: &agentv1.Frame_BatchAck{BatchAck: v}}
 	case *agentv1.Delivered:
@@ -231,7 +243,7 @@ func (h *handler) control(ctx context.Context, agentID, groupID string, er *errR
 		}
 		switch b := f.Body.(type) {
 		case *agentv1.Frame_Heartbeat:
-			if err := send(frame(&agentv1.HeartbeatReply{RelayPins: h.pins(), PolicyTier: h.tier(groupID)})); err != nil {
+			if err := send(frame(&agentv1.HeartbeatReply{RelayPins: h.pins(), PolicyTier: h.tier(groupID), Commands: h.pendingCommands(agentID)})); err != nil {
 				return nil
 			}
 		case *agentv1.Frame_ReceiptAck:
@@ -241,6 +253,9 @@ func (h *handler) control(ctx context.Context, agentID, groupID string, er *errR
 		case *agentv1.Frame_CommandResult:
 			cr := b.CommandResult
 			h.log.Info("command result", "agent_id", agentID, "command_id", cr.GetId(), "ok", cr.GetOk(), "reason", cr.GetReason(), "output_bytes", len(cr.GetOutput()))
+			if h.onResult != nil {
+				h.onResult(agentID, cr)
+			}
 		default:
 			return failf(agentv1.Error_CODE_PROTOCOL, "unexpected %T on control stream", f.Body)
 		}

@@ -34,7 +34,13 @@ type Options struct {
 	// SitePins lists every relay of the site with its key (the cluster's
 	// members) for HelloReply and HeartbeatReply; nil or empty: this relay
 	// alone, at Advertise.
-	SitePins          func() []*agentv1.RelayPin
+	SitePins func() []*agentv1.RelayPin
+	// Commands lists what an agent must still be told (pending actions and
+	// its desired isolation state), sent at connect and with every
+	// HeartbeatReply; nil: none.
+	Commands func(agentID string) []*agentv1.Command
+	// CommandResult receives an agent's result of a command; nil: logged only.
+	CommandResult     func(agentID string, r *agentv1.CommandResult)
 	DataDir           string // identity lives in <DataDir>/identity
 	Name              string // certificate common name
 	Store             Store
@@ -144,12 +150,20 @@ func New(o Options) (*Server, error) {
 		h: &handler{
 			store: o.Store, cloud: o.Cloud, m: newMetrics(o.Registerer), log: log, now: o.Now,
 			relayID: o.RelayID, tenantID: o.TenantID, relays: o.Advertise, sitePins: o.SitePins, fingerprint: fp,
+			commands: o.Commands, onResult: o.CommandResult,
 			heartbeat: o.HeartbeatInterval, retryAfter: o.RetryAfter, maxInflight: o.MaxInflight,
 			regTimeout: 10 * time.Second, policyTier: o.PolicyTier,
 		},
 	}
 	s.hub = newHub(s.h.m, log)
 	return s, nil
+}
+
+// PushCommand sends cmd at once to the agent if it is connected here,
+// reporting whether it was queued; otherwise the agent gets it at its next
+// connect or heartbeat.
+func (s *Server) PushCommand(agentID string, cmd *agentv1.Command) bool {
+	return s.hub.push(agentID, frame(cmd))
 }
 
 // Addr is the bound UDP address (QUIC).
