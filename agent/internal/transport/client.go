@@ -49,6 +49,11 @@ type Options struct {
 	// OnPolicyTier is called with the policy tier the relay sends in every
 	// HelloReply and HeartbeatReply (never with ""); may be nil.
 	OnPolicyTier func(tier string)
+	// OnCommand runs a server-initiated action and returns its result; it
+	// is called one command at a time, off the control stream's reader, and
+	// must answer a repeated command id with the same result. nil: every
+	// command is answered "unsupported".
+	OnCommand func(ctx context.Context, cmd *agentv1.Command) *agentv1.CommandResult
 
 	// Mode is auto (race QUIC and TCP), quic or tcp; default auto.
 	Mode string
@@ -81,6 +86,8 @@ type Status struct {
 
 // Client connects to a relay, reconnecting forever.
 type Client struct {
+	cmdMu sync.Mutex // one command at a time
+
 	opts Options
 	log  *slog.Logger
 

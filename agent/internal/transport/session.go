@@ -152,10 +152,10 @@ func (s *session) readControl(ctx context.Context, rd *framing.Reader) error {
 			s.policyTier(b.HeartbeatReply.GetPolicyTier())
 			s.c.sitePins(b.HeartbeatReply.GetRelayPins())
 			for _, cmd := range b.HeartbeatReply.GetCommands() {
-				s.command(cmd)
+				s.command(ctx, cmd)
 			}
 		case *agentv1.Frame_Command:
-			s.command(b.Command)
+			s.command(ctx, b.Command)
 		case *agentv1.Frame_Error:
 			return &RelayError{Code: b.Error.GetCode(), Message: b.Error.GetMessage()}
 		default:
@@ -185,12 +185,30 @@ func (s *session) delivered(seqs []uint64) error {
 	return s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_ReceiptAck{ReceiptAck: &agentv1.ReceiptAck{Seqs: seqs}}})
 }
 
-// command answers server-initiated actions; none is implemented yet.
-func (s *session) command(cmd *agentv1.Command) {
-	s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetType())
-	_ = s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: &agentv1.CommandResult{
-		Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetType(),
-	}}})
+// command runs a server-initiated action off the reader (a file or a
+// process can take seconds) and sends its result on this session. A result
+// lost with the session is not lost for good: the relay sends the command
+// again and the executor answers a repeated id with its recorded result.
+func (s *session) command(ctx context.Context, cmd *agentv1.Command) {
+	if s.c.opts.OnCommand == nil {
+		s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetType())
+		_ = s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: &agentv1.CommandResult{
+			Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetType(),
+		}}})
+		return
+	}
+	s.wg.Go(func() {
+		s.c.cmdMu.Lock()
+		res := s.c.opts.OnCommand(ctx, cmd)
+		s.c.cmdMu.Unlock()
+		if res == nil || ctx.Err() != nil {
+			return
+		}
+		res.Id = cmd.GetId()
+		if err := s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: res}}); err != nil {
+			s.c.log.Debug("command result not sent; the relay will ask again", "id", cmd.GetId(), "err", err)
+		}
+	})
 }
 
 func (s *session) heartbeats(ctx context.Context) error {
