@@ -6,6 +6,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"github.com/gatehouse/gatehouse/agent/internal/actions"
+	"github.com/gatehouse/gatehouse/agent/internal/isolate"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -49,6 +51,8 @@ type Agent struct {
 	stats   *hoststats.Collector
 	changed chan struct{}
 	coll    *Collectors
+	iso     *isolate.Isolator // nil without root/eBPF
+	exec    *actions.Executor
 
 	tierMu sync.Mutex // serializes tier switches (tier.go)
 	tier   collect.Tier
@@ -101,6 +105,10 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		r.Close()
 		return nil, err
 	}
+	if err := a.newActions(); err != nil {
+		r.Close()
+		return nil, err
+	}
 	a.client, err = transport.New(transport.Options{
 		Mode: cfg.Transport.Mode, TCPDelay: cfg.Transport.TCPDelay, QUICReprobe: cfg.Transport.QUICReprobe,
 		Proxy: proxy, ProxyFromEnv: httpproxy.FromEnvironment().ProxyFunc(),
@@ -108,7 +116,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		DataDir: cfg.DataDir, Hostname: cfg.Hostname, Version: version,
 		HeartbeatInterval: cfg.HeartbeatInterval, RedeliverAfter: cfg.RedeliverAfter,
 		Identity: id, Ring: r, Stats: a.hostStats, Logger: log.With("component", "transport"),
-		OnChange: a.signal, OnPolicyTier: a.onPolicyTier,
+		OnChange: a.signal, OnPolicyTier: a.onPolicyTier, OnCommand: a.onCommand,
 	})
 	if err != nil {
 		r.Close()
@@ -155,6 +163,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	batchCtx, stopBatch := context.WithCancel(context.Background())
 	defer stopBatch()
 	batchers.Go(func() { a.runLogged("batch", func() error { return a.bulk.Run(batchCtx) }) })
+	a.restoreIsolation(ctx)
+	if a.iso != nil {
+		others.Go(func() { a.runLogged("isolate", func() error { return a.iso.Run(ctx) }) })
+	}
 	others.Go(func() { a.runLogged("transport", func() error { return a.client.Run(ctx) }) })
 	others.Go(func() { a.statusLoop(ctx) })
 
@@ -230,6 +242,9 @@ func (a *Agent) writeStatus() {
 // Close releases the ring. Idempotent.
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
+		if a.iso != nil {
+			a.iso.Close() // leaves the pins: an isolated host stays isolated
+		}
 		if err := a.ring.Close(); err != nil {
 			a.closeErr = fmt.Errorf("close agent: %w", err)
 		}

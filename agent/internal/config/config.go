@@ -31,6 +31,7 @@ type Config struct {
 	Logs              []LogSource   `yaml:"logs"`
 	Log               Log           `yaml:"log"`
 	Collectors        `yaml:",inline"`
+	Isolation         Isolation `yaml:"isolation"`
 	// Proxy is an HTTP CONNECT proxy for TLS over TCP,
 	// "http://user:pass@host:port"; empty: the HTTPS_PROXY/HTTP_PROXY and
 	// NO_PROXY environment variables decide.
