@@ -20,7 +20,8 @@ func (a *Agent) newActions() error {
 	})
 	deps := actions.Deps{
 		DataDir: a.cfg.DataDir, StatusFile: a.cfg.StatusPath(),
-		Logger: a.log.With("component", "actions"),
+		Logger:       a.log.With("component", "actions"),
+		HeartbeatNow: func() { a.client.HeartbeatNow() },
 	}
 	if err != nil {
 		a.log.Warn("host isolation unavailable", "err", err)

@@ -86,7 +86,8 @@ type Status struct {
 
 // Client connects to a relay, reconnecting forever.
 type Client struct {
-	cmdMu sync.Mutex // one command at a time
+	cmdMu sync.Mutex    // one command at a time
+	hbNow chan struct{} // HeartbeatNow's nudge to the session
 
 	opts Options
 	log  *slog.Logger
@@ -149,9 +150,17 @@ func New(opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: opts, log: opts.Logger, reg: reg, mem: mem}
+	c := &Client{opts: opts, log: opts.Logger, reg: reg, mem: mem, hbNow: make(chan struct{}, 1)}
 	c.status = Status{State: StateConnecting, AgentID: opts.Identity.ID()}
 	return c, nil
+}
+
+// HeartbeatNow sends a heartbeat at once on the live session (or the next).
+func (c *Client) HeartbeatNow() {
+	select {
+	case c.hbNow <- struct{}{}:
+	default:
+	}
 }
 
 // Status returns the current connection state.

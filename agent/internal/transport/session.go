@@ -233,6 +233,7 @@ func (s *session) heartbeats(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.c.hbNow:
 		}
 	}
 }
