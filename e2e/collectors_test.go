@@ -53,11 +53,13 @@ func (s *testSite) processEvents(agentID string) (map[int][]procEvent, error) {
 	}
 }
 
-// runMarked runs /bin/sh -c "exit 0" with a unique $0 and returns its pid
-// and args once it has exited.
+// runMarked runs /bin/sh -c "sleep 0.5; exit 0" with a unique $0 and
+// returns its pid and args once it has exited. It lives half a second: the
+// process collector reads the args from /proc/<pid>/cmdline when the exec
+// event arrives, and a process gone by then is reported with its path only.
 func runMarked(t *testing.T, marker string) (int, []string) {
 	t.Helper()
-	args := []string{"/bin/sh", "-c", "exit 0", marker}
+	args := []string{"/bin/sh", "-c", "sleep 0.5; exit 0", marker}
 	cmd := exec.Command(args[0], args[1:]...)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("run %v: %v", args, err)
@@ -92,6 +94,7 @@ func TestCollectorEventsAndTierThroughRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, _ := s.agentWith("agent-1", func(o *harness.AgentOptions) {
+		o.Collectors = true
 		o.PolicyTier = "workstation"
 		o.Extra = map[string]any{"filemod": map[string]any{"enabled": false}, "auth": map[string]any{"enabled": false}}
 	})
