@@ -26,7 +26,28 @@ type AgentOptions struct {
 	PolicyTier      string // policy_tier at start; "": the agent's default
 	// Extra sets more top-level config keys (e.g. "filemod": {...}).
 	Extra map[string]any
+	// Cgroup, when set, runs the agent inside that cgroup v2 directory (it
+	// moves itself there before it execs the agent) and, with Place.Netns,
+	// in that network namespace through nsenter: unlike `ip netns exec` it
+	// keeps the host's /sys, so the cgroup and a bpffs mounted by the test
+	// stay visible and pins outlive the process.
+	Cgroup string
+	// ResolvConf, with Cgroup, is bind-mounted over /etc/resolv.conf in a
+	// mount namespace of the agent's own (its DNS servers).
+	ResolvConf string
+	// Isolation sets the agent's isolation config (cgroup, pin_dir).
+	Isolation map[string]any
 }
+
+// cgroupLauncher moves itself into $GH_CGROUP, then execs the agent (its
+// arguments) in the network namespace $GH_NETNS, with $GH_RESOLV_CONF over
+// /etc/resolv.conf when set. Every step execs: signals reach the agent.
+const cgroupLauncher = `echo $$ > "$GH_CGROUP/cgroup.procs" || exit 1
+set -- ${GH_NETNS:+nsenter --net=/run/netns/$GH_NETNS} "$@"
+if [ -n "$GH_RESOLV_CONF" ]; then
+	exec unshare -m sh -c 'mount --bind "$GH_RESOLV_CONF" /etc/resolv.conf && exec "$@"' sh "$@"
+fi
+exec "$@"`
 
 // Agent is a running gatehouse-agent.
 type Agent struct {
@@ -98,6 +119,9 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 	if opt.PolicyTier != "" {
 		cfg["policy_tier"] = opt.PolicyTier
 	}
+	if opt.Isolation != nil {
+		cfg["isolation"] = opt.Isolation
+	}
 	for k, v := range opt.Extra {
 		cfg[k] = v
 	}
@@ -107,6 +131,11 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 	}
 	a.Proc = NewProc(filepath.Base(dir), filepath.Join(bin, "gatehouse-agent"), []string{"run", "--config", a.Config}, filepath.Join(dir, "agent.log"))
 	a.Proc.Netns = opt.Place.Netns
+	if opt.Cgroup != "" {
+		args := append([]string{"-c", cgroupLauncher, "sh", filepath.Join(bin, "gatehouse-agent")}, a.Proc.args...)
+		a.Proc = NewProc(a.Proc.Name, "sh", args, a.Proc.LogPath)
+		a.Proc.Env = []string{"GH_CGROUP=" + opt.Cgroup, "GH_NETNS=" + opt.Place.Netns, "GH_RESOLV_CONF=" + opt.ResolvConf}
+	}
 	if err := a.Start(); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,537 @@
+package e2e
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse/gatehouse/cloud/adminapi"
+	"github.com/gatehouse/gatehouse/e2e/harness"
+	"github.com/gatehouse/gatehouse/internal/netns"
+)
+
+// Host isolation end to end (root only): the real agent runs on the agent
+// host of the DMZ topology AND in a child cgroup v2 made for the test; its
+// eBPF programs attach to that cgroup (never the machine's root cgroup) and
+// pin under a private bpffs. Every probe runs in the agent's namespace and
+// cgroup. The peers live in the DMZ (the zone agents may reach): one allowed by CIDR, one by a
+// name the test's resolver answers, one not allowed; the resolver sits in
+// the DMZ. IPv4 only: the topology has no IPv6 (the programs' IPv6 path is
+// covered with real traffic by agent/internal/isolate's
+// TestEnforcementRealTraffic).
+
+const (
+	isoProbeEnv  = "GATEHOUSE_E2E_ISOLATION_PROBE"
+	isoProbePort = 7000
+	isoAllowName = "allowed.isolation.example"
+)
+
+// isoLab is the cgroup and bpffs the agent's isolation is confined to.
+type isoLab struct {
+	cgroup string // cgroup v2 directory holding the agent and the probes
+	bpffs  string // private bpffs mount
+	pinDir string // the agent's isolation.pin_dir
+}
+
+// cgroup2Root finds the unified hierarchy in /proc/self/mountinfo.
+func cgroup2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		l := sc.Text()
+		pre, post, ok := strings.Cut(l, " - ")
+		fields := strings.Fields(pre)
+		if ok && len(fields) >= 5 && strings.HasPrefix(post, "cgroup2 ") {
+			return fields[4], nil
+		}
+	}
+	return "", errors.New("no cgroup2 mount")
+}
+
+func newIsoLab(t *testing.T) *isoLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: network namespaces, a child cgroup v2 and eBPF")
+	}
+	for _, b := range []string{"nsenter", "unshare", "mount"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("needs %s (util-linux): %v", b, err)
+		}
+	}
+	root, err := cgroup2Root()
+	if err != nil {
+		t.Skipf("needs cgroup v2: %v", err)
+	}
+	r := make([]byte, 4)
+	rand.Read(r)
+	id := hex.EncodeToString(r)
+	l := &isoLab{cgroup: filepath.Join(root, "gh-"+id), bpffs: filepath.Join(t.TempDir(), "bpf")}
+	l.pinDir = filepath.Join(l.bpffs, "gh-"+id)
+	if err := os.Mkdir(l.bpffs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// Mounted here, in the test's mount namespace: the pins outlive the
+	// agent (kill -9) as they would on a host's /sys/fs/bpf.
+	if err := unix.Mount("bpf", l.bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Skipf("needs bpffs: %v", err)
+	}
+	if err := os.Mkdir(l.cgroup, 0o755); err != nil {
+		unix.Unmount(l.bpffs, unix.MNT_DETACH)
+		t.Skipf("needs a child cgroup v2: %v", err)
+	}
+	return l
+}
+
+// cleanup kills what is left in the cgroup (the agent: the test started
+// everything in it), drops the pins with the bpffs and removes the cgroup.
+func (l *isoLab) cleanup(t *testing.T, a *harness.Agent) {
+	if a != nil {
+		a.Kill()
+	}
+	if b, err := os.ReadFile(filepath.Join(l.cgroup, "cgroup.procs")); err == nil {
+		for _, f := range strings.Fields(string(b)) {
+			var pid int
+			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	if err := unix.Unmount(l.bpffs, unix.MNT_DETACH); err != nil {
+		t.Errorf("unmount %s: %v", l.bpffs, err)
+	}
+	for range 50 {
+		if err := os.Remove(l.cgroup); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("cgroup %s left behind", l.cgroup)
+}
+
+// pins lists the pin directory ("" entries: none, or no directory).
+func (l *isoLab) pins() []string {
+	ents, _ := os.ReadDir(l.pinDir)
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// servePeer answers TCP (one byte, then close) and UDP (echo) on
+// isoProbePort of h; the kernel answers pings.
+func servePeer(t *testing.T, h *netns.Host) {
+	t.Helper()
+	ln, err := netns.ListenIn(h.Netns, "tcp", h.Addr(isoProbePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := netns.ListenPacketIn(h.Netns, "udp", h.Addr(isoProbePort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); pc.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("y"))
+			c.Close()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// serveDNS is the site's resolver on h:53 (UDP): isoAllowName -> target,
+// anything else NXDOMAIN.
+func serveDNS(t *testing.T, h *netns.Host, target netip.Addr) {
+	t.Helper()
+	pc, err := netns.ListenPacketIn(h.Netns, "udp", h.Addr(53))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && strings.EqualFold(q.Question[0].Name, isoAllowName+".") && q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: isoAllowName + ".", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   target.AsSlice(),
+			})
+		} else if len(q.Question) == 1 && !strings.EqualFold(q.Question[0].Name, isoAllowName+".") {
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+}
+
+// probeResult is what one probe spec gave: nil (it worked) or why not.
+type probeResult map[string]error
+
+// probe runs specs ("tcp IP", "udp IP", "icmp IP", "dns IP") from a child
+// process in the agent's network namespace and cgroup.
+func (l *isoLab) probe(t *testing.T, ns string, specs ...string) probeResult {
+	t.Helper()
+	cg, err := os.Open(l.cgroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns, os.Args[0], "-test.run=^TestHelperIsolationProbe$", "--"}, specs...)...)
+	cmd.Env = append(os.Environ(), isoProbeEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("probe helper: %v\n%s", err, out)
+	}
+	res := probeResult{}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), "PROBE ")
+		if !ok {
+			continue
+		}
+		spec, verdict, _ := strings.Cut(line, " => ")
+		if verdict == "ok" {
+			res[spec] = nil
+		} else {
+			res[spec] = errors.New(verdict)
+		}
+	}
+	if len(res) != len(specs) {
+		t.Fatalf("probe helper answered %d probes, want %d:\n%s", len(res), len(specs), out)
+	}
+	return res
+}
+
+// all lists the three probes (tcp, udp, icmp) of each address.
+func all(addrs ...netip.Addr) []string {
+	var out []string
+	for _, a := range addrs {
+		for _, p := range []string{"tcp", "udp", "icmp"} {
+			out = append(out, p+" "+a.String())
+		}
+	}
+	return out
+}
+
+// mismatches lists the specs whose outcome is not the wanted one.
+func (r probeResult) mismatches(want map[string]bool) []string {
+	var bad []string
+	for spec, ok := range want {
+		err, seen := r[spec]
+		switch {
+		case !seen:
+			bad = append(bad, spec+": not probed")
+		case ok && err != nil:
+			bad = append(bad, fmt.Sprintf("%s: got %v, want it to work", spec, err))
+		case !ok && err == nil:
+			bad = append(bad, spec+": got through, want blocked")
+		}
+	}
+	return bad
+}
+
+// TestHelperIsolationProbe is the child process of isoLab.probe; it does
+// nothing in a normal test run.
+func TestHelperIsolationProbe(t *testing.T) {
+	if os.Getenv(isoProbeEnv) == "" {
+		t.Skip("helper process for TestIsolation")
+	}
+	args := os.Args
+	for i, a := range args {
+		if a == "--" {
+			args = args[i+1:]
+			break
+		}
+	}
+	for _, spec := range args {
+		proto, addr, _ := strings.Cut(spec, " ")
+		verdict := "ok"
+		if err := isoProbe(proto, addr); err != nil {
+			verdict = strings.ReplaceAll(err.Error(), "\n", " ")
+		}
+		fmt.Printf("PROBE %s => %s\n", spec, verdict)
+	}
+}
+
+// isoProbe is one exchange bounded by 1 s (a failure bound, not a timing
+// assertion): TCP connect and read, UDP echo, ICMP echo, a DNS question.
+func isoProbe(proto, addr string) error {
+	const timeout = time.Second
+	hp := net.JoinHostPort(addr, fmt.Sprint(isoProbePort))
+	deadline := time.Now().Add(timeout)
+	switch proto {
+	case "tcp":
+		c, err := net.DialTimeout("tcp", hp, timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(deadline)
+		_, err = io.ReadFull(c, make([]byte, 1))
+		return err
+	case "udp":
+		c, err := net.Dial("udp", hp)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(deadline)
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		_, err = c.Read(make([]byte, 16))
+		return err
+	case "icmp":
+		a := netip.MustParseAddr(addr)
+		c, err := net.ListenPacket("ip4:icmp", "")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(deadline)
+		msg := []byte{8, 0, 0, 0, 0x47, 0x48, 0, 1, 'g', 'h'}
+		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+		if _, err := c.WriteTo(msg, &net.IPAddr{IP: a.AsSlice()}); err != nil {
+			return err
+		}
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			if n >= 8 && buf[0] == 0 && buf[4] == 0x47 && buf[5] == 0x48 && from.String() == a.String() {
+				return nil
+			}
+		}
+	case "dns":
+		m := new(dns.Msg)
+		m.SetQuestion(isoAllowName+".", dns.TypeA)
+		cl := &dns.Client{Net: "udp", Timeout: timeout}
+		r, _, err := cl.Exchange(m, net.JoinHostPort(addr, "53"))
+		if err != nil {
+			return err
+		}
+		if len(r.Answer) == 0 {
+			return fmt.Errorf("no answer (rcode %d)", r.Rcode)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown probe %q", proto)
+}
+
+func icmpChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// TestIsolation isolates the agent through the cloud's API and proves it
+// from the agent's namespace and cgroup: TCP, UDP and ICMP to a
+// non-allowed address fail while the relay connection (telemetry exactly
+// once, command results), the resolver and the tenant's allowed addresses
+// (by CIDR and by name) keep working; kill -9 of the agent leaves the
+// isolation in place; after a "reboot" (pins gone) the agent isolates again
+// from its persisted state with the relay down, before any connection;
+// cancel_isolation restores everything and removes the pins.
+func TestIsolation(t *testing.T) {
+	lab := newIsoLab(t)
+	d := newDMZSite(t, dmzOptions{policy: netns.Open})
+	var agent *harness.Agent
+	t.Cleanup(func() { lab.cleanup(t, agent) }) // before stopAll and the topology's teardown
+
+	resolver := d.net.AddHost(netns.DMZ, "dns")
+	byCIDR := d.net.AddHost(netns.DMZ, "ok-cidr")
+	byName := d.net.AddHost(netns.DMZ, "ok-name")
+	denied := d.net.AddHost(netns.DMZ, "denied")
+	for _, h := range []*netns.Host{byCIDR, byName, denied} {
+		servePeer(t, h)
+	}
+	serveDNS(t, resolver, byName.IP)
+	resolv := filepath.Join(d.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+resolver.IP.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.cloud.Admin.SetAllowList(d.ctx, d.site.TenantID, []string{byCIDR.IP.String() + "/32"}, []string{isoAllowName}); err != nil {
+		t.Fatal(err)
+	}
+
+	a, w := d.agentWith("agent-1", func(o *harness.AgentOptions) {
+		o.Place = place(d.net.Agent())
+		o.Cgroup = lab.cgroup
+		o.ResolvConf = resolv
+		o.Isolation = map[string]any{"cgroup": lab.cgroup, "pin_dir": lab.pinDir}
+	})
+	agent = a
+	writeLines(t, w, 3, 50)
+	d.waitAgent(a, "agent connected", func(s harness.AgentStatus) bool { return s.State == "connected" })
+	st, err := a.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	agentID := st.AgentID
+	agentNS := d.net.Agent().Netns
+
+	everything := append(all(byCIDR.IP, byName.IP, denied.IP), "dns "+resolver.IP.String())
+	isolated := map[string]bool{"dns " + resolver.IP.String(): true}
+	open := map[string]bool{}
+	for _, s := range all(byCIDR.IP, byName.IP) {
+		isolated[s], open[s] = true, true
+	}
+	for _, s := range all(denied.IP) {
+		isolated[s], open[s] = false, true
+	}
+	open["dns "+resolver.IP.String()] = true
+	// waitProbes polls the probes until they give want, failing with the
+	// last mismatches.
+	waitProbes := func(what string, want map[string]bool, extra func() error) {
+		t.Helper()
+		var bad []string
+		err := harness.WaitFor(d.ctx, 30*time.Second, what, func() (bool, error) {
+			bad = lab.probe(t, agentNS, everything...).mismatches(want)
+			if len(bad) > 0 {
+				return false, errors.New(strings.Join(bad, "; "))
+			}
+			if extra != nil {
+				if err := extra(); err != nil {
+					return false, err
+				}
+			}
+			return true, nil
+		})
+		if err != nil {
+			t.Fatalf("%v\nagent log:\n%s", err, a.Tail(20))
+		}
+	}
+	action := func(typ string) {
+		t.Helper()
+		act, err := d.cloud.Admin.CreateAction(d.ctx, d.site.TenantID, agentID, typ, json.RawMessage(`{}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got adminapi.Action
+		err = harness.WaitFor(d.ctx, 60*time.Second, typ+" finished", func() (bool, error) {
+			got, err = d.cloud.Admin.GetAction(d.ctx, d.site.TenantID, act.ID)
+			return err == nil && got.Finished(), fmt.Errorf("state %s", got.State)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Result == nil || !got.Result.OK {
+			t.Fatalf("%s failed: %+v", typ, got.Result)
+		}
+	}
+	pinned := func() error {
+		if p := lab.pins(); len(p) == 0 {
+			return fmt.Errorf("no pins under %s", lab.pinDir)
+		}
+		return nil
+	}
+
+	waitProbes("everything reachable before isolation", open, nil)
+
+	action("isolate")
+	waitProbes("isolated: only the relay, the resolver and the allow-list", isolated, pinned)
+	t.Logf("isolated; pins: %v", lab.pins())
+	// The relay connection keeps working: command results and telemetry.
+	action("heartbeat_now")
+	writeLines(t, w, 3, 50)
+	d.waitExactlyOnce(time.Minute, []*harness.Agent{a}, w)
+
+	// kill -9: the pinned programs hold the isolation with no process.
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitProbes("still isolated after kill -9 of the agent", isolated, pinned)
+
+	// A reboot: the relay is unreachable and the pins are gone (bpffs is
+	// memory). The agent isolates again from isolation.json at start,
+	// before any connection.
+	if err := d.relay.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(lab.pinDir); err != nil {
+		t.Fatal(err)
+	}
+	waitProbes("open after the pins are removed by hand", open, nil)
+	writeLines(t, w, 2, 50)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitProbes("isolated again at start with the relay down", isolated, func() error {
+		if err := pinned(); err != nil {
+			return err
+		}
+		if !a.Running() {
+			return fmt.Errorf("agent exited: %v", a.ExitErr())
+		}
+		return nil
+	})
+	if s, err := a.Status(); err == nil && s.State == "connected" {
+		t.Fatalf("agent says connected with the relay down: %+v", s)
+	}
+	if d.relay.Running() {
+		t.Fatal("relay running; want it down while the agent restores isolation")
+	}
+
+	// The relay back: the agent connects (still isolated) and the buffered
+	// lines arrive; cancel restores everything and removes every pin.
+	if err := d.relay.Restart(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.waitAgent(a, "agent connected again", func(s harness.AgentStatus) bool { return s.State == "connected" })
+	waitProbes("still isolated once connected", isolated, pinned)
+	action("cancel_isolation")
+	waitProbes("everything reachable after cancel_isolation", open, func() error {
+		if p := lab.pins(); len(p) > 0 {
+			return fmt.Errorf("pins left: %v", p)
+		}
+		return nil
+	})
+	writeLines(t, w, 2, 50)
+	d.waitExactlyOnce(time.Minute, []*harness.Agent{a}, w)
+}
