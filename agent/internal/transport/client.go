@@ -88,6 +88,8 @@ type Status struct {
 type Client struct {
 	cmdMu sync.Mutex    // one command at a time
 	hbNow chan struct{} // HeartbeatNow's nudge to the session
+	// lastRelay is the relay of the latest session (under mu).
+	lastRelay string
 
 	opts Options
 	log  *slog.Logger
@@ -153,6 +155,16 @@ func New(opts Options) (*Client, error) {
 	c := &Client{opts: opts, log: opts.Logger, reg: reg, mem: mem, hbNow: make(chan struct{}, 1)}
 	c.status = Status{State: StateConnecting, AgentID: opts.Identity.ID()}
 	return c, nil
+}
+
+// swapLastRelay records the relay of the session starting now and returns
+// the previous one.
+func (c *Client) swapLastRelay(addr string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev := c.lastRelay
+	c.lastRelay = addr
+	return prev
 }
 
 // HeartbeatNow sends a heartbeat at once on the live session (or the next).

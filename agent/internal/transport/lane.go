@@ -29,6 +29,17 @@ func (l *laneState) signal() {
 	}
 }
 
+// redeliverAfter is how long a spooled batch waits for its receipt before
+// it is sent again: redeliver_after, or less after a move to another relay
+// so that everything spooled before the move goes out again now.
+func (s *session) redeliverAfter(now time.Time) time.Duration {
+	ra := s.c.opts.RedeliverAfter
+	if !s.resendBefore.IsZero() {
+		ra = min(ra, max(now.Sub(s.resendBefore), 0))
+	}
+	return ra
+}
+
 // runLane sends the lane's batches oldest first, at most s.inflight
 // unacknowledged at a time. It rewinds to the oldest batch after a
 // SPOOL_FULL pause and now and then to pick up spooled batches that were
@@ -53,7 +64,7 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 		ok := false
 		if wait <= 0 && !full {
 			ls.mu.Lock()
-			e, ok = r.Next(lane, cursor, s.c.opts.RedeliverAfter, func(seq uint64) bool { return ls.inflight[seq] })
+			e, ok = r.Next(lane, cursor, s.redeliverAfter(now), func(seq uint64) bool { return ls.inflight[seq] })
 			ls.mu.Unlock()
 		}
 		if !ok {

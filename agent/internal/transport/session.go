@@ -37,6 +37,11 @@ type session struct {
 	inflight int
 	hbEvery  time.Duration
 
+	// resendBefore, when set, makes batches spooled before it go out again:
+	// this session is with another relay than the last one, whose receipts
+	// for them this relay does not hold (the cloud deduplicates the resend).
+	resendBefore time.Time
+
 	wg      sync.WaitGroup
 	errOnce sync.Once
 	err     error
@@ -57,6 +62,9 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 	s.cancel = cancel
 
 	s.c.registered(rep)
+	if prev := s.c.swapLastRelay(s.addr); prev != "" && prev != s.addr {
+		s.resendBefore = s.c.opts.Now()
+	}
 	s.policyTier(rep.GetPolicyTier())
 	s.inflight = int(rep.GetMaxInflightBatches())
 	if s.inflight <= 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse/gatehouse/internal/identity"
@@ -96,6 +97,11 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 	} else if len(seqs) > 0 {
 		s.hub.deliver(agentID, seqs)
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.receiptLoop(ctx, sess)
+	}()
 	// Pending actions and the desired isolation state, at every connect.
 	for _, cmd := range s.h.pendingCommands(agentID) {
 		if err := sess.send(frame(cmd)); err != nil {
@@ -147,6 +153,34 @@ type session struct {
 	mu      sync.Mutex // serializes writes
 	st      agentStream
 	out     chan *agentv1.Frame
+	// receiptsDue is set when a receipt push could not be queued; the
+	// session's receipt loop then sends every pending receipt again.
+	receiptsDue atomic.Bool
+}
+
+// receiptLoop resends the durable receipts a full control queue made the
+// hub skip, so a connected agent does not wait for its next connect (or its
+// redeliver_after) to forget delivered batches.
+func (s *Server) receiptLoop(ctx context.Context, sess *session) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !sess.receiptsDue.Swap(false) {
+			continue
+		}
+		seqs, err := s.h.store.PendingReceipts(sess.agentID)
+		if err != nil {
+			sess.log.Error("pending receipts", "err", err)
+			sess.receiptsDue.Store(true)
+			continue
+		}
+		s.hub.deliver(sess.agentID, seqs)
+	}
 }
 
 func isDone(c <-chan struct{}) bool {

@@ -52,7 +52,8 @@ func (h *hub) deliver(agentID string, seqs []uint64) {
 	for len(seqs) > 0 {
 		n := min(len(seqs), maxReceiptsPerFrame)
 		if err := sess.send(frame(&agentv1.Delivered{Seqs: seqs[:n]})); err != nil {
-			h.log.Debug("receipt push deferred to next connect", "agent_id", agentID, "err", err)
+			h.log.Debug("receipt push deferred", "agent_id", agentID, "err", err)
+			sess.receiptsDue.Store(true)
 			return
 		}
 		h.m.receiptsSent.Add(float64(n))
