@@ -31,11 +31,11 @@ import (
 // host of the DMZ topology AND in a child cgroup v2 made for the test; its
 // eBPF programs attach to that cgroup (never the machine's root cgroup) and
 // pin under a private bpffs. Every probe runs in the agent's namespace and
-// cgroup. The peers live in the DMZ (the zone agents may reach): one allowed by CIDR, one by a
-// name the test's resolver answers, one not allowed; the resolver sits in
-// the DMZ. IPv4 only: the topology has no IPv6 (the programs' IPv6 path is
-// covered with real traffic by agent/internal/isolate's
-// TestEnforcementRealTraffic).
+// cgroup. The IPv4 peers live in the DMZ (the zone agents may reach): one
+// allowed by CIDR, one by a name the test's resolver answers, one not
+// allowed; the resolver sits in the DMZ too. The topology routes IPv4
+// only, so the IPv6 peers sit in a namespace of the test's own on a veth
+// straight from the agent's namespace: one allowed by CIDR, one not.
 
 const (
 	isoProbeEnv  = "GATEHOUSE_E2E_ISOLATION_PROBE"
@@ -48,6 +48,7 @@ type isoLab struct {
 	cgroup string // cgroup v2 directory holding the agent and the probes
 	bpffs  string // private bpffs mount
 	pinDir string // the agent's isolation.pin_dir
+	agent  *harness.Agent
 }
 
 // cgroup2Root finds the unified hierarchy in /proc/self/mountinfo.
@@ -100,14 +101,15 @@ func newIsoLab(t *testing.T) *isoLab {
 		unix.Unmount(l.bpffs, unix.MNT_DETACH)
 		t.Skipf("needs a child cgroup v2: %v", err)
 	}
+	t.Cleanup(func() { l.cleanup(t) })
 	return l
 }
 
 // cleanup kills what is left in the cgroup (the agent: the test started
 // everything in it), drops the pins with the bpffs and removes the cgroup.
-func (l *isoLab) cleanup(t *testing.T, a *harness.Agent) {
-	if a != nil {
-		a.Kill()
+func (l *isoLab) cleanup(t *testing.T) {
+	if l.agent != nil {
+		l.agent.Kill()
 	}
 	if b, err := os.ReadFile(filepath.Join(l.cgroup, "cgroup.procs")); err == nil {
 		for _, f := range strings.Fields(string(b)) {
@@ -140,14 +142,15 @@ func (l *isoLab) pins() []string {
 }
 
 // servePeer answers TCP (one byte, then close) and UDP (echo) on
-// isoProbePort of h; the kernel answers pings.
-func servePeer(t *testing.T, h *netns.Host) {
+// isoProbePort of addr in namespace ns; the kernel answers pings.
+func servePeer(t *testing.T, ns string, addr netip.Addr) {
 	t.Helper()
-	ln, err := netns.ListenIn(h.Netns, "tcp", h.Addr(isoProbePort))
+	hp := net.JoinHostPort(addr.String(), fmt.Sprint(isoProbePort))
+	ln, err := netns.ListenIn(ns, "tcp", hp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := netns.ListenPacketIn(h.Netns, "udp", h.Addr(isoProbePort))
+	pc, err := netns.ListenPacketIn(ns, "udp", hp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,6 +200,45 @@ func serveDNS(t *testing.T, h *netns.Host, target netip.Addr) {
 	})}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
+}
+
+// IPv6 peers: a namespace of the test's own on a veth from the agent's.
+var (
+	agent6   = netip.MustParseAddr("fd00:6e:1::1")
+	denied6  = netip.MustParseAddr("fd00:6e:1::2")
+	allowed6 = netip.MustParseAddr("fd00:6e:1::3")
+)
+
+// addIPv6Peers makes the IPv6 peers' namespace, joined to agentNS by a
+// veth, and serves both peer addresses; deleting the namespace removes
+// the veth.
+func addIPv6Peers(t *testing.T, agentNS string) {
+	t.Helper()
+	r := make([]byte, 3)
+	rand.Read(r)
+	id := hex.EncodeToString(r)
+	ns, va, vb := "gh6-"+id, "gh6a"+id, "gh6b"+id
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	sh("ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	sh("ip", "link", "add", va, "netns", agentNS, "type", "veth", "peer", "name", vb, "netns", ns)
+	for _, c := range [][]string{
+		{"-n", ns, "link", "set", "lo", "up"},
+		{"-n", agentNS, "addr", "add", agent6.String() + "/64", "dev", va, "nodad"},
+		{"-n", ns, "addr", "add", denied6.String() + "/64", "dev", vb, "nodad"},
+		{"-n", ns, "addr", "add", allowed6.String() + "/64", "dev", vb, "nodad"},
+		{"-n", agentNS, "link", "set", va, "up"},
+		{"-n", ns, "link", "set", vb, "up"},
+	} {
+		sh(append([]string{"ip"}, c...)...)
+	}
+	servePeer(t, ns, denied6)
+	servePeer(t, ns, allowed6)
 }
 
 // probeResult is what one probe spec gave: nil (it worked) or why not.
@@ -319,14 +361,20 @@ func isoProbe(proto, addr string) error {
 		return err
 	case "icmp":
 		a := netip.MustParseAddr(addr)
-		c, err := net.ListenPacket("ip4:icmp", "")
+		network, typ, reply := "ip4:icmp", byte(8), byte(0)
+		if a.Is6() {
+			network, typ, reply = "ip6:ipv6-icmp", 128, 129
+		}
+		c, err := net.ListenPacket(network, "")
 		if err != nil {
 			return err
 		}
 		defer c.Close()
 		c.SetDeadline(deadline)
-		msg := []byte{8, 0, 0, 0, 0x47, 0x48, 0, 1, 'g', 'h'}
-		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+		msg := []byte{typ, 0, 0, 0, 0x47, 0x48, 0, 1, 'g', 'h'}
+		if a.Is4() {
+			binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+		} // the kernel fills the ICMPv6 checksum
 		if _, err := c.WriteTo(msg, &net.IPAddr{IP: a.AsSlice()}); err != nil {
 			return err
 		}
@@ -336,7 +384,7 @@ func isoProbe(proto, addr string) error {
 			if err != nil {
 				return err
 			}
-			if n >= 8 && buf[0] == 0 && buf[4] == 0x47 && buf[5] == 0x48 && from.String() == a.String() {
+			if n >= 8 && buf[0] == reply && buf[4] == 0x47 && buf[5] == 0x48 && from.String() == a.String() {
 				return nil
 			}
 		}
@@ -354,6 +402,20 @@ func isoProbe(proto, addr string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown probe %q", proto)
+}
+
+// lastRun is the process log since its last start line.
+func lastRun(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if i := strings.LastIndex(s, "=== "); i >= 0 {
+		s = s[i:]
+	}
+	return s
 }
 
 func icmpChecksum(b []byte) uint16 {
@@ -381,22 +443,21 @@ func icmpChecksum(b []byte) uint16 {
 func TestIsolation(t *testing.T) {
 	lab := newIsoLab(t)
 	d := newDMZSite(t, dmzOptions{policy: netns.Open})
-	var agent *harness.Agent
-	t.Cleanup(func() { lab.cleanup(t, agent) }) // before stopAll and the topology's teardown
 
 	resolver := d.net.AddHost(netns.DMZ, "dns")
 	byCIDR := d.net.AddHost(netns.DMZ, "ok-cidr")
 	byName := d.net.AddHost(netns.DMZ, "ok-name")
 	denied := d.net.AddHost(netns.DMZ, "denied")
 	for _, h := range []*netns.Host{byCIDR, byName, denied} {
-		servePeer(t, h)
+		servePeer(t, h.Netns, h.IP)
 	}
+	addIPv6Peers(t, d.net.Agent().Netns)
 	serveDNS(t, resolver, byName.IP)
 	resolv := filepath.Join(d.dir, "resolv.conf")
 	if err := os.WriteFile(resolv, []byte("nameserver "+resolver.IP.String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.cloud.Admin.SetAllowList(d.ctx, d.site.TenantID, []string{byCIDR.IP.String() + "/32"}, []string{isoAllowName}); err != nil {
+	if _, err := d.cloud.Admin.SetAllowList(d.ctx, d.site.TenantID, []string{byCIDR.IP.String() + "/32", allowed6.String() + "/128"}, []string{isoAllowName}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -406,7 +467,7 @@ func TestIsolation(t *testing.T) {
 		o.ResolvConf = resolv
 		o.Isolation = map[string]any{"cgroup": lab.cgroup, "pin_dir": lab.pinDir}
 	})
-	agent = a
+	lab.agent = a
 	writeLines(t, w, 3, 50)
 	d.waitAgent(a, "agent connected", func(s harness.AgentStatus) bool { return s.State == "connected" })
 	st, err := a.Status()
@@ -414,15 +475,18 @@ func TestIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentID := st.AgentID
+	if b, err := os.ReadFile(filepath.Join(lab.cgroup, "cgroup.procs")); err != nil || len(strings.Fields(string(b))) == 0 {
+		t.Fatalf("agent not in cgroup %s: %q, %v", lab.cgroup, b, err)
+	}
 	agentNS := d.net.Agent().Netns
 
-	everything := append(all(byCIDR.IP, byName.IP, denied.IP), "dns "+resolver.IP.String())
+	everything := append(all(byCIDR.IP, byName.IP, denied.IP, allowed6, denied6), "dns "+resolver.IP.String())
 	isolated := map[string]bool{"dns " + resolver.IP.String(): true}
 	open := map[string]bool{}
-	for _, s := range all(byCIDR.IP, byName.IP) {
+	for _, s := range all(byCIDR.IP, byName.IP, allowed6) {
 		isolated[s], open[s] = true, true
 	}
-	for _, s := range all(denied.IP) {
+	for _, s := range all(denied.IP, denied6) {
 		isolated[s], open[s] = false, true
 	}
 	open["dns "+resolver.IP.String()] = true
@@ -476,6 +540,10 @@ func TestIsolation(t *testing.T) {
 
 	action("isolate")
 	waitProbes("isolated: only the relay, the resolver and the allow-list", isolated, pinned)
+	res := lab.probe(t, agentNS, all(denied.IP, denied6)...)
+	for _, spec := range all(denied.IP, denied6) {
+		t.Logf("isolated: %s => %v", spec, res[spec])
+	}
 	t.Logf("isolated; pins: %v", lab.pins())
 	// The relay connection keeps working: command results and telemetry.
 	action("heartbeat_now")
@@ -516,6 +584,9 @@ func TestIsolation(t *testing.T) {
 	}
 	if d.relay.Running() {
 		t.Fatal("relay running; want it down while the agent restores isolation")
+	}
+	if run := lastRun(t, a.LogPath); !strings.Contains(run, "host isolated") || strings.Contains(run, "connected to relay") {
+		t.Fatalf("agent log since its restart: want \"host isolated\" and no connection:\n%s", run)
 	}
 
 	// The relay back: the agent connects (still isolated) and the buffered
