@@ -70,7 +70,7 @@ func cgroup2Root() (string, error) {
 	return "", errors.New("no cgroup2 mount")
 }
 
-func newIsoLab(t *testing.T) *isoLab {
+func newIsoLab(t testing.TB) *isoLab {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: network namespaces, a child cgroup v2 and eBPF")
@@ -107,7 +107,7 @@ func newIsoLab(t *testing.T) *isoLab {
 
 // cleanup kills what is left in the cgroup (the agent: the test started
 // everything in it), drops the pins with the bpffs and removes the cgroup.
-func (l *isoLab) cleanup(t *testing.T) {
+func (l *isoLab) cleanup(t testing.TB) {
 	if l.agent != nil {
 		l.agent.Kill()
 	}

@@ -51,7 +51,7 @@ type testSite struct {
 	procs []*harness.Proc
 }
 
-func newSite(t *testing.T, opt harness.RelayOptions) *testSite {
+func newSite(t testing.TB, opt harness.RelayOptions) *testSite {
 	t.Helper()
 	bin := binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)

@@ -36,7 +36,8 @@ func (u *Uplink) pollLoop(ctx context.Context) {
 			continue
 		}
 		bo.reset()
-		if resp.GetVersion() != since || since == 0 {
+		changed := resp.GetVersion() != since
+		if changed || since == 0 {
 			if err := u.o.Spool.PutKeyHashes(resp); err != nil {
 				u.log.Error("store key hashes", "err", err)
 			} else {
@@ -47,8 +48,10 @@ func (u *Uplink) pollLoop(ctx context.Context) {
 		if u.o.Control != nil {
 			u.o.Control(ctx, resp)
 		}
-		// A cloud that answers at once must not turn this into a hot loop.
-		if el := u.o.Clock.Now().Sub(start); el < time.Second {
+		// A cloud that answers at once with nothing new must not turn this
+		// into a hot loop; an answer with a change is followed at once by the
+		// next poll, so a burst of actions is not held back.
+		if el := u.o.Clock.Now().Sub(start); el < time.Second && !changed {
 			if !u.sleep(ctx, time.Second-el) {
 				return
 			}
