@@ -9,7 +9,8 @@ import (
 )
 
 // TestDocsConfigParses decodes the sample `dns:` section of docs/dns.md
-// strictly over Default() and validates it.
+// strictly over Default() and validates it. The section is the relay's
+// (relay/internal/config), which adds `enabled` around Config.
 func TestDocsConfigParses(t *testing.T) {
 	b, err := os.ReadFile("../../../docs/dns.md")
 	if err != nil {
@@ -21,9 +22,13 @@ func TestDocsConfigParses(t *testing.T) {
 	if i < 0 || j < 0 {
 		t.Fatal("docs/dns.md: no yaml block")
 	}
+	type section struct {
+		Enabled bool `yaml:"enabled"`
+		Config  `yaml:",inline"`
+	}
 	v := struct {
-		DNS Config `yaml:"dns"`
-	}{DNS: Default()}
+		DNS section `yaml:"dns"`
+	}{DNS: section{Config: Default()}}
 	if err := configfile.Decode([]byte(doc[i+8:i+8+j]), &v); err != nil {
 		t.Fatalf("decode: %v", err)
 	}
