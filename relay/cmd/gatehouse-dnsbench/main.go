@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
@@ -19,6 +20,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:15353", "UDP/TCP address")
 	n := flag.Int("overrides", 1000, "number of A overrides")
 	workers := flag.Int("workers", 0, "UDP sockets (0: one per CPU)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg := dnsserver.Default()
@@ -39,10 +41,24 @@ func main() {
 		log.Error("start", "err", err)
 		os.Exit(1)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error("cpu profile", "err", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := s.Run(ctx); err != nil {
 		log.Error("run", "err", err)
-		os.Exit(1)
 	}
 }
