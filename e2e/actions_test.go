@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +24,24 @@ import (
 // quarantined and restored with the same content; an action for an offline
 // agent is delivered when it reconnects; an action whose relay died is
 // delivered through another node.
+// tarNames lists the files of a tar.gz.
+func tarNames(t *testing.T, b []byte) []string {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("support bundle is not gzip: %v", err)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return names
+		}
+		names = append(names, filepath.Base(h.Name))
+	}
+}
+
 func TestActionsEndToEnd(t *testing.T) {
 	cs := newClusterSite(t, 3)
 	a, _ := cs.agentOn("agent-1", cs.relays[0])
@@ -95,6 +119,59 @@ func TestActionsEndToEnd(t *testing.T) {
 		if err != nil || string(got) != string(content) {
 			t.Fatalf("restored file: %q, %v; want %q", got, err, content)
 		}
+	})
+
+	t.Run("retrieve file and support bundle", func(t *testing.T) {
+		want := []byte("evidence\n")
+		path := filepath.Join(cs.dir, "evidence.txt")
+		if err := os.WriteFile(path, want, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got := wait(run("retrieve_file", map[string]string{"path": path}))
+		var out struct {
+			SHA256  string `json:"sha256"`
+			Content []byte `json:"content"`
+		}
+		if err := json.Unmarshal(got.Result.Output, &out); err != nil || string(out.Content) != string(want) {
+			t.Fatalf("retrieved %q (%v), want %q", out.Content, err, want)
+		}
+		sum := sha256.Sum256(want)
+		if out.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Fatalf("sha256 %s, want %x", out.SHA256, sum)
+		}
+		bundle := wait(run("retrieve_support_bundle", map[string]string{}))
+		names := tarNames(t, bundle.Result.Output)
+		if !slices.Contains(names, "status.json") {
+			t.Fatalf("support bundle holds %v, want status.json among them", names)
+		}
+	})
+
+	t.Run("set and clear proxy", func(t *testing.T) {
+		// The proxy applies from the next connection; QUIC (direct) still
+		// races it, so the agent stays reachable while we look.
+		wait(run("set_proxy", map[string]string{"url": "http://127.0.0.1:1"}))
+		restart := func(wantProxy string) {
+			t.Helper()
+			if err := a.Stop(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.WaitConnected(cs.ctx, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			err := harness.WaitFor(cs.ctx, 30*time.Second, "proxy in status", func() (bool, error) {
+				st, err := a.Status()
+				return err == nil && st.Proxy == wantProxy, fmt.Errorf("proxy %q", st.Proxy)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		restart("127.0.0.1:1")
+		wait(run("clear_proxy", map[string]string{}))
+		restart("")
 	})
 
 	t.Run("offline agent gets it on reconnect", func(t *testing.T) {

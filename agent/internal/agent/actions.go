@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"net/url"
 	"path/filepath"
 
 	"github.com/gatehouse/gatehouse/agent/internal/actions"
 	"github.com/gatehouse/gatehouse/agent/internal/isolate"
+	"github.com/gatehouse/gatehouse/agent/internal/transport"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
@@ -22,6 +24,7 @@ func (a *Agent) newActions() error {
 		DataDir: a.cfg.DataDir, StatusFile: a.cfg.StatusPath(),
 		Logger:       a.log.With("component", "actions"),
 		HeartbeatNow: func() { a.client.HeartbeatNow() },
+		ProxyChanged: a.proxyChanged,
 	}
 	if err != nil {
 		a.log.Warn("host isolation unavailable", "err", err)
@@ -49,4 +52,33 @@ func (a *Agent) onCommand(ctx context.Context, cmd *agentv1.Command) *agentv1.Co
 	r := a.exec.Execute(ctx, cmd)
 	a.log.Info("action", "id", cmd.GetId(), "type", cmd.GetType(), "ok", r.GetOk(), "reason", r.GetReason())
 	return r
+}
+
+// proxyChanged applies a set_proxy / clear_proxy action's proxy from the
+// next connection on ("" goes back to the configured one).
+func (a *Agent) proxyChanged(raw string) {
+	if raw == "" {
+		a.client.SetProxyOverride(nil)
+		a.log.Info("proxy override cleared")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		a.log.Error("proxy override", "err", err)
+		return
+	}
+	a.client.SetProxyOverride(u)
+	a.log.Info("proxy override set", "proxy", transport.ProxyHost(u))
+}
+
+// loadProxyOverride re-applies a set_proxy action's proxy after a restart.
+func (a *Agent) loadProxyOverride() {
+	p, ok, err := actions.ReadProxyOverride(a.cfg.DataDir)
+	if err != nil {
+		a.log.Warn("ignoring the proxy override", "err", err)
+		return
+	}
+	if ok {
+		a.proxyChanged(p.URL)
+	}
 }

@@ -122,6 +122,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		r.Close()
 		return nil, err
 	}
+	a.loadProxyOverride()
 	return a, nil
 }
 

@@ -90,6 +90,8 @@ type Client struct {
 	hbNow chan struct{} // HeartbeatNow's nudge to the session
 	// lastRelay is the relay of the latest session (under mu).
 	lastRelay string
+	// proxyOverride is the proxy a set_proxy action chose (under mu).
+	proxyOverride *url.URL
 
 	opts Options
 	log  *slog.Logger

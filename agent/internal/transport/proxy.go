@@ -37,6 +37,12 @@ func ProxyHost(u *url.URL) string {
 // proxyFor returns the proxy for a relay address: the configured one, else
 // what the environment (HTTPS_PROXY, NO_PROXY...) says; nil = direct.
 func (c *Client) proxyFor(addr string) (*url.URL, error) {
+	c.mu.Lock()
+	override := c.proxyOverride
+	c.mu.Unlock()
+	if override != nil {
+		return override, nil
+	}
 	if c.opts.Proxy != nil {
 		return c.opts.Proxy, nil
 	}
@@ -48,6 +54,15 @@ func (c *Client) proxyFor(addr string) (*url.URL, error) {
 		return nil, fmt.Errorf("proxy from environment: %w", err)
 	}
 	return u, nil
+}
+
+// SetProxyOverride makes the agent reach relays through u (a set_proxy
+// action) from its next connection on; nil goes back to the configured proxy
+// or the environment (clear_proxy).
+func (c *Client) SetProxyOverride(u *url.URL) {
+	c.mu.Lock()
+	c.proxyOverride = u
+	c.mu.Unlock()
 }
 
 // dialConnect opens a tunnel to target through an HTTP proxy with CONNECT,
