@@ -120,6 +120,11 @@ g_p50=$(median 3 "$tmp/gatehouse.rounds") g_p99=$(median 4 "$tmp/gatehouse.round
 u_qps=$(median 1 "$tmp/unbound.rounds") u_lost=$(median 2 "$tmp/unbound.rounds")%
 u_p50=$(median 3 "$tmp/unbound.rounds") u_p99=$(median 4 "$tmp/unbound.rounds") u_rss=$(maxcol 5 "$tmp/unbound.rounds")
 
+# Hand-written notes after this marker line survive a re-run.
+marker='<!-- notes below are kept by scripts/dns-bench.sh -->'
+notes=""
+if [ -f "$out" ]; then notes=$(awk -v m="$marker" '$0 == m { on = 1 } on' "$out"); fi
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else print "n/a" }'; }
 {
 	echo "## DNS server: Gatehouse vs unbound"
@@ -153,6 +158,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a/b; else p
 	i=0
 	while read -r a b c d e; do i=$((i + 1)); echo "unbound   round $i: $a $b $c $d $e"; done < "$tmp/unbound.rounds"
 	echo '```'
-} > "$out"
+	if [ -n "$notes" ]; then
+		echo
+		printf '%s\n' "$notes"
+	fi
+} > "$out.tmp"
+mv "$out.tmp" "$out"
 cat "$out" >&2
 echo "wrote $out" >&2
