@@ -203,6 +203,11 @@ func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest
 		h.log.Error("key hashes", "err", err)
 		return spool.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "cannot verify key")
 	}
+	if keys.GetVersion() == 0 {
+		// Never polled the cloud (not enrolled yet, or the cloud never
+		// reached): the key may well be good, so "try again", not "invalid".
+		return spool.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "relay cannot check registration keys yet (cloud not reached since it started); retry later")
+	}
 	sum := sha256.Sum256([]byte(req.RegistrationKey))
 	var match *cloudv1.RegistrationKeyHash
 	for _, k := range keys.GetRegistrationKeys() {
