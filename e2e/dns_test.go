@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -29,6 +31,18 @@ func dig(t *testing.T, server, name, typ string, extra ...string) []string {
 	}
 	slices.Sort(lines)
 	return lines
+}
+
+// digStatus is the response code dig reports for name's A record.
+func digStatus(server, name string) string {
+	host, port, _ := net.SplitHostPort(server)
+	out, _ := exec.Command("dig", "@"+host, "-p", port, name, "A", "+time=1", "+tries=1").Output()
+	_, rest, ok := strings.Cut(string(out), "status: ")
+	if !ok {
+		return ""
+	}
+	status, _, _ := strings.Cut(rest, ",")
+	return status
 }
 
 // Overrides set through the cloud's API reach every relay of the site
@@ -77,11 +91,59 @@ func TestDNSOverridesFromCloudOnEveryNode(t *testing.T) {
 		want(r, "ingest.cloud.example", "A", []string{"192.0.2.99"})
 	}
 
+	// Strict isolation DNS: once the agent on 127.0.0.1 is isolated, that
+	// address resolves only its tenant's allow-list (NXDOMAIN for the rest);
+	// released, everything again. The agent's own enforcement points at a
+	// cgroup that does not exist, so this test never isolates the host.
+	fp, err := cs.relays[0].Fingerprint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cs.dir, "agent-iso")
+	ag, err := harness.StartAgent(cs.ctx, cs.bin, dir, harness.AgentOptions{
+		Relays: []string{cs.relays[0].Addr}, Fingerprint: fp, RegistrationKey: cs.site.RegistrationKey,
+		LogGlobs:  []string{filepath.Join(dir, "logs", "*.log")},
+		Isolation: map[string]any{"cgroup": "/nonexistent/gatehouse-test-cgroup"},
+	})
+	if ag != nil && ag.Proc != nil {
+		cs.procs = append(cs.procs, ag.Proc)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.WaitConnected(cs.ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ast, _ := ag.Status()
+	if _, err := cs.cloud.Admin.SetAllowList(cs.ctx, cs.site.TenantID, nil, []string{"ingest.cloud.example."}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.cloud.Admin.CreateAction(cs.ctx, cs.site.TenantID, ast.AgentID, "isolate", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Overrides (how an isolated host reaches Gatehouse) stay answered; any
+	// other name is NXDOMAIN for it, where others get REFUSED (no upstreams).
+	wantStatus := func(name, status string) {
+		t.Helper()
+		err := harness.WaitFor(cs.ctx, 45*time.Second, name+" "+status, func() (bool, error) {
+			return digStatus(cs.relays[0].DNSAddr, name) == status, nil
+		})
+		if err != nil {
+			t.Fatalf("%v: got %s", err, digStatus(cs.relays[0].DNSAddr, name))
+		}
+	}
+	wantStatus("elsewhere.example", "NXDOMAIN")
+	want(cs.relays[0], "ingest.cloud.example", "A", []string{"192.0.2.99"})
+	if _, err := cs.cloud.Admin.CreateAction(cs.ctx, cs.site.TenantID, ast.AgentID, "cancel_isolation", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus("elsewhere.example", "REFUSED")
+
 	// The service name's SRV lists every live relay; a killed one drops out.
 	srvTargets := func(r *harness.Relay) int {
 		return len(dig(t, r.DNSAddr, "_gatehouse._udp.relay.gatehouse.internal", "SRV"))
 	}
-	err := harness.WaitFor(cs.ctx, 30*time.Second, "3 relays under the service name", func() (bool, error) {
+	err = harness.WaitFor(cs.ctx, 30*time.Second, "3 relays under the service name", func() (bool, error) {
 		return srvTargets(cs.relays[0]) == 3, nil
 	})
 	if err != nil {

@@ -141,6 +141,7 @@ func PrepareRelay(bin, dir string, cloud *Cloud, token string, opt RelayOptions)
 		r.DNSAddr = fmt.Sprintf("127.0.0.1:%d", port)
 		r.conf["dns"] = map[string]any{
 			"enabled": true, "listen": r.DNSAddr, "allow_networks": []string{"127.0.0.0/8"}, "refuse_unknown": true,
+			"strict_isolation": true,
 		}
 	}
 	if err := writeYAML(r.Config, r.conf); err != nil {

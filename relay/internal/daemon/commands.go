@@ -109,11 +109,11 @@ func (d *Daemon) agentCommands(agentID string) []*agentv1.Command {
 // isolationCommand carries the desired state with the tenant's allow-list;
 // its id names the state, so an agent applies each distinct state once.
 func isolationCommand(isolated bool, src commandSource) *agentv1.Command {
-	cidrs, names := src.allowList()
-	payload, _ := json.Marshal(map[string][]string{"allow_cidrs": nonNil(cidrs), "allow_names": nonNil(names)})
-	typ := "cancel_isolation"
+	typ, payload := "cancel_isolation", []byte(`{}`)
 	if isolated {
+		cidrs, names := src.allowList()
 		typ = "isolate"
+		payload, _ = json.Marshal(map[string][]string{"allow_cidrs": nonNil(cidrs), "allow_names": nonNil(names)})
 	}
 	sum := sha256.Sum256(append([]byte(typ), payload...))
 	return &agentv1.Command{Id: stateCommandPrefix + typ + ":" + hex.EncodeToString(sum[:8]), Type: typ, Payload: payload}

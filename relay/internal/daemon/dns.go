@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,7 @@ const healthProbeEvery = 2 * time.Second
 func (d *Daemon) runDNSSync(ctx context.Context) error {
 	var changes <-chan struct{}
 	if d.node != nil {
-		w := d.node.Watch(cluster.KindDNS | cluster.KindMembers)
+		w := d.node.Watch(cluster.KindDNS | cluster.KindMembers | cluster.KindIsolation | cluster.KindAllowLists)
 		defer w.Close()
 		changes = w.C()
 	}
@@ -30,6 +31,7 @@ func (d *Daemon) runDNSSync(ctx context.Context) error {
 	probe := time.NewTicker(healthProbeEvery)
 	defer probe.Stop()
 	d.probeRelays(ctx)
+	iso := &dnsIsolation{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -42,6 +44,7 @@ func (d *Daemon) runDNSSync(ctx context.Context) error {
 		case <-probe.C:
 			d.probeRelays(ctx)
 		}
+		d.syncIsolationDNS(iso)
 	}
 }
 
@@ -126,4 +129,42 @@ func (d *Daemon) probeRelays(ctx context.Context) {
 		healthy = append(healthy, dnsserver.Relay{Name: c.name, IPs: []netip.Addr{ip}, Port: uint16(port)})
 	}
 	d.dns.SetHealthyRelays(healthy)
+}
+
+// dnsIsolation is what strict isolation DNS currently restricts.
+type dnsIsolation struct {
+	ips   map[netip.Addr]bool
+	names []string
+}
+
+// syncIsolationDNS restricts the DNS answers of isolated agents connected
+// here to their tenant's allow-list (dns.strict_isolation), and lifts it
+// when they are released or leave.
+func (d *Daemon) syncIsolationDNS(cur *dnsIsolation) {
+	if !d.cfg.DNS.StrictIsolation {
+		return
+	}
+	src := d.source()
+	_, names := src.allowList()
+	want := map[netip.Addr]bool{}
+	for _, id := range d.agentsWithWork() {
+		if isolated, _ := src.isolation(id); !isolated {
+			continue
+		}
+		if ip, ok := d.in.AgentAddr(id); ok {
+			want[ip] = true
+		}
+	}
+	namesChanged := !slices.Equal(names, cur.names)
+	for ip := range want {
+		if !cur.ips[ip] || namesChanged {
+			d.dns.SetIsolated(ip, names)
+		}
+	}
+	for ip := range cur.ips {
+		if !want[ip] {
+			d.dns.ClearIsolated(ip)
+		}
+	}
+	cur.ips, cur.names = want, names
 }

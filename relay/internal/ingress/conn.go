@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,9 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 		return
 	}
 	sess := newSession(agentID, ctrl, log)
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		sess.remote = ap.Addr().Unmap()
+	}
 	// A fail closes the whole connection with the Error frame first.
 	var failOnce sync.Once
 	fail := func(ce *connError) {
@@ -153,6 +157,7 @@ type session struct {
 	mu      sync.Mutex // serializes writes
 	st      agentStream
 	out     chan *agentv1.Frame
+	remote  netip.Addr // the agent's address as this relay sees it
 	// receiptsDue is set when a receipt push could not be queued; the
 	// session's receipt loop then sends every pending receipt again.
 	receiptsDue atomic.Bool

@@ -3,6 +3,7 @@ package ingress
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -67,4 +68,15 @@ func (h *hub) push(agentID string, f *agentv1.Frame) bool {
 	sess := h.by[agentID]
 	h.mu.Unlock()
 	return sess != nil && sess.send(f) == nil
+}
+
+// addr is a connected agent's address.
+func (h *hub) addr(agentID string) (netip.Addr, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sess := h.by[agentID]
+	if sess == nil || !sess.remote.IsValid() {
+		return netip.Addr{}, false
+	}
+	return sess.remote, true
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -165,6 +166,10 @@ func New(o Options) (*Server, error) {
 func (s *Server) PushCommand(agentID string, cmd *agentv1.Command) bool {
 	return s.hub.push(agentID, frame(cmd))
 }
+
+// AgentAddr is the address a connected agent reaches this relay from
+// (what the relay's DNS server sees as its client); false when not here.
+func (s *Server) AgentAddr(agentID string) (netip.Addr, bool) { return s.hub.addr(agentID) }
 
 // Addr is the bound UDP address (QUIC).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
