@@ -35,5 +35,10 @@ go test -run '^$' -bench . -benchmem -benchtime "$benchtime" -count 1 ./... 2>&1
 		echo
 		scripts/agent-footprint.sh "$GATEHOUSE_BIN" "${FOOTPRINT_SECS:-20}"
 	fi
+	# Hand-kept reading of the numbers (ratios against peers, targets).
+	if [ -f docs/benchmarks-notes.md ]; then
+		echo
+		cat docs/benchmarks-notes.md
+	fi
 } > "$out"
 echo "wrote $out" >&2

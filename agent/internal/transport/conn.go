@@ -143,7 +143,7 @@ func (c *Client) dialQUIC(ctx context.Context, addr string) (conn, *pinCheck, er
 		// A relay that dies without closing (kill -9, power loss) is noticed
 		// after MaxIdleTimeout; the agent then moves to another of the site.
 		KeepAlivePeriod:      time.Second,
-		MaxIdleTimeout:       4 * time.Second,
+		MaxIdleTimeout:       3 * time.Second,
 		HandshakeIdleTimeout: c.opts.DialTimeout,
 	})
 	if err != nil {
