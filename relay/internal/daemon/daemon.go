@@ -88,7 +88,15 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		PollWait:  min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
 		Delivered: func(agent string, seqs []uint64) { d.in.Delivered(agent, seqs) },
 		Control:   d.applyControl,
-		Logger:    log, Registerer: reg,
+		Reconciled: func(ctx context.Context, agentID string) {
+			if d.node == nil {
+				return
+			}
+			if _, err := d.node.ReconcileAgent(ctx, agentID); err != nil {
+				d.log.Warn("clear pending registration in the cluster", "agent_id", agentID, "err", err)
+			}
+		},
+		Logger: log, Registerer: reg,
 	})
 	var store ingress.Store = d.spool
 	var pins func() []*agentv1.RelayPin

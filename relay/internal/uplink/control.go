@@ -90,6 +90,9 @@ func (u *Uplink) reconcile(ctx context.Context) error {
 			return err
 		}
 		u.m.reconciled.WithLabelValues("ok").Inc()
+		if u.o.Reconciled != nil {
+			u.o.Reconciled(ctx, req.AgentId)
+		}
 		u.log.Info("offline registration reconciled", "agent_id", req.AgentId, "tenant_id", resp.TenantId, "group_id", resp.GroupId)
 	}
 	return nil

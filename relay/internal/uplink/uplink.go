@@ -47,6 +47,9 @@ type Options struct {
 	MinBackoff      time.Duration
 	MaxBackoff      time.Duration
 	PollWait        time.Duration // long-poll wait asked of the cloud; default 25s
+	// Reconciled, when set, is told of every offline registration the cloud
+	// has now accepted (the cluster clears its pending flag).
+	Reconciled func(ctx context.Context, agentID string)
 	// Control, when set, gets the cloud's whole control state after every
 	// successful poll (the cluster applies what changed).
 	Control func(ctx context.Context, resp *cloudv1.ControlPollResponse)

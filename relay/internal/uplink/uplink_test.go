@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -138,11 +139,12 @@ func (fc *fakeCloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type harness struct {
-	sp        *spool.Spool
-	up        *Uplink
-	dir       string
-	mu        sync.Mutex
-	delivered map[string][]uint64
+	sp         *spool.Spool
+	up         *Uplink
+	dir        string
+	mu         sync.Mutex
+	delivered  map[string][]uint64
+	reconciled []string
 }
 
 func (h *harness) deliveredSeqs(agent string) []uint64 {
@@ -172,6 +174,11 @@ func start(t *testing.T, srv *httptest.Server, prepare func(*spool.Spool)) *harn
 		Delivered: func(agent string, seqs []uint64) {
 			h.mu.Lock()
 			h.delivered[agent] = append(h.delivered[agent], seqs...)
+			h.mu.Unlock()
+		},
+		Reconciled: func(_ context.Context, agent string) {
+			h.mu.Lock()
+			h.reconciled = append(h.reconciled, agent)
 			h.mu.Unlock()
 		},
 	})
@@ -296,6 +303,11 @@ func TestOfflineRegistrationReconciledBeforeUpload(t *testing.T) {
 	}
 	if reg < 0 || up < 0 || reg > up {
 		t.Fatalf("calls %v: want register before the first upload", fc.calls)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !slices.Equal(h.reconciled, []string{"agent-off"}) {
+		t.Fatalf("reconciled hook got %v, want [agent-off]", h.reconciled)
 	}
 }
 
