@@ -3,12 +3,10 @@ package e2e
 import (
 	"bufio"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -314,94 +312,26 @@ func TestHelperIsolationProbe(t *testing.T) {
 	if os.Getenv(isoProbeEnv) == "" {
 		t.Skip("helper process for TestIsolation")
 	}
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	for _, spec := range args {
-		proto, addr, _ := strings.Cut(spec, " ")
-		verdict := "ok"
-		if err := isoProbe(proto, addr); err != nil {
-			verdict = strings.ReplaceAll(err.Error(), "\n", " ")
-		}
-		fmt.Printf("PROBE %s => %s\n", spec, verdict)
-	}
+	netns.RunProbes(isoProbe)
 }
 
 // isoProbe is one exchange bounded by 1 s (a failure bound, not a timing
 // assertion): TCP connect and read, UDP echo, ICMP echo, a DNS question.
 func isoProbe(proto, addr string) error {
 	const timeout = time.Second
-	hp := net.JoinHostPort(addr, fmt.Sprint(isoProbePort))
-	deadline := time.Now().Add(timeout)
-	switch proto {
-	case "tcp":
-		c, err := net.DialTimeout("tcp", hp, timeout)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		_, err = io.ReadFull(c, make([]byte, 1))
-		return err
-	case "udp":
-		c, err := net.Dial("udp", hp)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		_, err = c.Read(make([]byte, 16))
-		return err
-	case "icmp":
-		a := netip.MustParseAddr(addr)
-		network, typ, reply := "ip4:icmp", byte(8), byte(0)
-		if a.Is6() {
-			network, typ, reply = "ip6:ipv6-icmp", 128, 129
-		}
-		c, err := net.ListenPacket(network, "")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		msg := []byte{typ, 0, 0, 0, 0x47, 0x48, 0, 1, 'g', 'h'}
-		if a.Is4() {
-			binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
-		} // the kernel fills the ICMPv6 checksum
-		if _, err := c.WriteTo(msg, &net.IPAddr{IP: a.AsSlice()}); err != nil {
-			return err
-		}
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return err
-			}
-			if n >= 8 && buf[0] == reply && buf[4] == 0x47 && buf[5] == 0x48 && from.String() == a.String() {
-				return nil
-			}
-		}
-	case "dns":
-		m := new(dns.Msg)
-		m.SetQuestion(isoAllowName+".", dns.TypeA)
-		cl := &dns.Client{Net: "udp", Timeout: timeout}
-		r, _, err := cl.Exchange(m, net.JoinHostPort(addr, "53"))
-		if err != nil {
-			return err
-		}
-		if len(r.Answer) == 0 {
-			return fmt.Errorf("no answer (rcode %d)", r.Rcode)
-		}
-		return nil
+	if proto != "dns" {
+		return netns.Probe(proto, addr, isoProbePort, timeout)
 	}
-	return fmt.Errorf("unknown probe %q", proto)
+	m := new(dns.Msg)
+	m.SetQuestion(isoAllowName+".", dns.TypeA)
+	r, _, err := (&dns.Client{Net: "udp", Timeout: timeout}).Exchange(m, net.JoinHostPort(addr, "53"))
+	if err != nil {
+		return err
+	}
+	if len(r.Answer) == 0 {
+		return fmt.Errorf("no answer (rcode %d)", r.Rcode)
+	}
+	return nil
 }
 
 // lastRun is the process log since its last start line.
@@ -416,20 +346,6 @@ func lastRun(t *testing.T, path string) string {
 		s = s[i:]
 	}
 	return s
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
 }
 
 // TestIsolation isolates the agent through the cloud's API and proves it

@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse/gatehouse/internal/netns"
 )
 
 // The enforcing side runs in namespace A inside a dedicated child cgroup v2
@@ -235,97 +235,7 @@ func TestProbeHelper(t *testing.T) {
 	if os.Getenv(probeEnv) == "" {
 		t.Skip("helper process for the enforcement tests")
 	}
-	args := os.Args
-	for i, a := range args {
-		if a == "--" {
-			args = args[i+1:]
-			break
-		}
-	}
-	for _, spec := range args {
-		proto, addr, _ := strings.Cut(spec, " ")
-		err := probe(proto, addr)
-		verdict := "ok"
-		if err != nil {
-			verdict = strings.ReplaceAll(err.Error(), "\n", " ")
-		}
-		fmt.Printf("PROBE %s => %s\n", spec, verdict)
-	}
-}
-
-// probe is one exchange with a 1 s bound (failure bound, not an assertion
-// on timing): TCP connect and read, UDP echo, ICMP echo.
-func probe(proto, addr string) error {
-	const timeout = time.Second
-	hp := net.JoinHostPort(addr, fmt.Sprint(probePort))
-	deadline := time.Now().Add(timeout)
-	switch proto {
-	case "tcp":
-		c, err := net.DialTimeout("tcp", hp, timeout)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		_, err = io.ReadFull(c, make([]byte, 1))
-		return err
-	case "udp":
-		c, err := net.Dial("udp", hp)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		if _, err := c.Write([]byte("ping")); err != nil {
-			return err
-		}
-		_, err = c.Read(make([]byte, 16))
-		return err
-	case "icmp":
-		a := netip.MustParseAddr(addr)
-		network, typ, reply := "ip4:icmp", byte(8), byte(0)
-		if a.Is6() {
-			network, typ, reply = "ip6:ipv6-icmp", 128, 129
-		}
-		c, err := net.ListenPacket(network, "")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(deadline)
-		msg := []byte{typ, 0, 0, 0, 0x47, 0x48, 0, 1, 'g', 'h'}
-		if a.Is4() {
-			binary.BigEndian.PutUint16(msg[2:], checksum(msg))
-		} // the kernel fills the ICMPv6 checksum
-		if _, err := c.WriteTo(msg, &net.IPAddr{IP: a.AsSlice()}); err != nil {
-			return err
-		}
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return err
-			}
-			if n >= 8 && buf[0] == reply && buf[4] == 0x47 && buf[5] == 0x48 && from.String() == a.String() {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("unknown probe %q", proto)
-}
-
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
+	netns.RunProbes(func(proto, addr string) error { return netns.Probe(proto, addr, probePort, time.Second) })
 }
 
 func (l *lab) isolator(t *testing.T, state string) *Isolator {
