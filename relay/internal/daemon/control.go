@@ -21,7 +21,6 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 	if d.node == nil {
 		d.pushAll(d.agentsWithWork())
 		// A relay alone serves the cloud's DNS overrides straight from the poll.
-		d.cloudDNS.Store(&resp.DnsOverrides)
 		select {
 		case d.dnsChanged <- struct{}{}:
 		default:
@@ -43,9 +42,8 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 		typ  clusterv1.DnsType
 	}
 	want := map[dnsKey]*clusterv1.DnsOverride{}
-	for _, o := range resp.GetDnsOverrides() {
-		k := dnsKey{o.GetName(), clusterv1.DnsType(o.GetType())}
-		want[k] = &clusterv1.DnsOverride{Name: k.name, Type: k.typ, Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds()}
+	for _, o := range dnsOverridesFrom(resp) {
+		want[dnsKey{o.GetName(), o.GetType()}] = o
 	}
 	for _, o := range st.DNSOverrides() {
 		k := dnsKey{o.GetName(), o.GetType()}
@@ -79,4 +77,16 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 	if err := errors.Join(errs...); err != nil {
 		d.log.Warn("cloud control state not yet in the cluster; retrying at the next poll", "err", err)
 	}
+}
+
+// dnsOverridesFrom is the poll's DNS overrides in the cluster's form (the
+// two DnsType enums share their numbers).
+func dnsOverridesFrom(resp *cloudv1.ControlPollResponse) []*clusterv1.DnsOverride {
+	var out []*clusterv1.DnsOverride
+	for _, o := range resp.GetDnsOverrides() {
+		out = append(out, &clusterv1.DnsOverride{
+			Name: o.GetName(), Type: clusterv1.DnsType(o.GetType()), Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds(),
+		})
+	}
+	return out
 }

@@ -39,8 +39,7 @@ type Daemon struct {
 	node   *cluster.Node     // nil unless this relay is in a cluster
 	dns    *dnsserver.Server // nil unless dns.enabled
 
-	cloudDNS    atomic.Pointer[[]*cloudv1.DnsOverride] // a relay alone: the last poll's overrides
-	lastControl atomic.Pointer[cloudv1.ControlPollResponse]
+	lastControl atomic.Pointer[cloudv1.ControlPollResponse] // the last poll: a relay alone serves DNS and commands from it
 	pusher      commandPusher
 	ctx         context.Context // Run's, for work started by callbacks
 	wg          sync.WaitGroup  // that work

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/cluster"
+	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 )
 
@@ -52,44 +53,33 @@ func (d *Daemon) runDNSSync(ctx context.Context) error {
 // cloud (through the cluster's Raft state, or straight from the last poll
 // for a relay alone); the cloud's record for a name and type wins.
 func (d *Daemon) applyOverrides() {
-	type override interface {
-		GetName() string
-		GetValues() []string
-		GetTtlSeconds() uint32
-	}
-	var site []override
-	var types []string
+	var site []*clusterv1.DnsOverride
 	if d.node != nil {
-		for _, o := range d.node.Store().DNSOverrides() {
-			site, types = append(site, o), append(types, strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_"))
-		}
-	} else if p := d.cloudDNS.Load(); p != nil {
-		for _, o := range *p {
-			site, types = append(site, o), append(types, strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_"))
+		site = d.node.Store().DNSOverrides()
+	} else if p := d.lastControl.Load(); p != nil {
+		site = dnsOverridesFrom(p)
+	}
+	key := func(name, typ string) string {
+		return strings.ToLower(strings.TrimSuffix(name, ".")) + "/" + strings.ToUpper(typ)
+	}
+	seen := map[string]bool{}
+	var fromSite []dnsserver.Record
+	for _, o := range site {
+		typ := strings.TrimPrefix(o.GetType().String(), "DNS_TYPE_")
+		seen[key(o.GetName(), typ)] = true
+		for _, v := range o.GetValues() {
+			fromSite = append(fromSite, dnsserver.Record{
+				Name: o.GetName(), Type: typ, Value: v, TTL: time.Duration(o.GetTtlSeconds()) * time.Second,
+			})
 		}
 	}
-	recs := d.cfg.DNS.Overrides
-	if len(site) > 0 {
-		seen := map[string]bool{}
-		var fromCluster []dnsserver.Record
-		for i, o := range site {
-			typ := types[i]
-			seen[strings.ToLower(strings.TrimSuffix(o.GetName(), "."))+"/"+typ] = true
-			for _, v := range o.GetValues() {
-				fromCluster = append(fromCluster, dnsserver.Record{
-					Name: o.GetName(), Type: typ, Value: v, TTL: time.Duration(o.GetTtlSeconds()) * time.Second,
-				})
-			}
+	var recs []dnsserver.Record
+	for _, r := range d.cfg.DNS.Overrides {
+		if !seen[key(r.Name, r.Type)] {
+			recs = append(recs, r)
 		}
-		recs = nil
-		for _, r := range d.cfg.DNS.Overrides {
-			if !seen[strings.ToLower(strings.TrimSuffix(r.Name, "."))+"/"+strings.ToUpper(r.Type)] {
-				recs = append(recs, r)
-			}
-		}
-		recs = append(recs, fromCluster...)
 	}
-	if err := d.dns.SetOverrides(recs); err != nil {
+	if err := d.dns.SetOverrides(append(recs, fromSite...)); err != nil {
 		d.log.Error("dns overrides refused; keeping the previous set", "err", err)
 	}
 }
