@@ -63,10 +63,9 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 			cancel()
 		})
 	}
-	er := &errReader{r: ctrl}
-	rd := framing.NewReader(er, 0)
+	rd := framing.NewReader(ctrl, 0)
 	ctrl.SetReadDeadline(time.Now().Add(helloTimeout))
-	reply, ce := s.h.hello(ctx, er, rd, agentID, pub)
+	reply, ce := s.h.hello(ctx, rd, agentID, pub)
 	ctrl.SetReadDeadline(time.Time{})
 	if ce != nil {
 		fail(ce)
@@ -138,7 +137,7 @@ func (s *Server) serveConn(ctx context.Context, conn agentConn) {
 			}()
 		}
 	}()
-	if ce := s.h.control(ctx, agentID, reply.GetGroupId(), er, rd, sess.send); ce != nil {
+	if ce := s.h.control(ctx, agentID, reply.GetGroupId(), rd, sess.send); ce != nil {
 		fail(ce)
 		return
 	}

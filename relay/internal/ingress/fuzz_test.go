@@ -120,9 +120,8 @@ func FuzzControl(f *testing.F) {
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		h := fuzzHandler()
-		er := &errReader{r: bytes.NewReader(raw)}
-		r := framing.NewReader(er, 0)
-		_, ce := h.hello(context.Background(), er, r, fuzzAgent, ed25519.PublicKey(make([]byte, 32)))
+		r := framing.NewReader(bytes.NewReader(raw), 0)
+		_, ce := h.hello(context.Background(), r, fuzzAgent, ed25519.PublicKey(make([]byte, 32)))
 		if ce != nil {
 			if ce.code == 0 {
 				t.Fatalf("hello error without code: %v", ce)
@@ -130,7 +129,7 @@ func FuzzControl(f *testing.F) {
 			return
 		}
 		sent := 0
-		ce = h.control(context.Background(), fuzzAgent, "g1", er, r, func(*agentv1.Frame) error { sent++; return nil })
+		ce = h.control(context.Background(), fuzzAgent, "g1", r, func(*agentv1.Frame) error { sent++; return nil })
 		if ce != nil && ce.code == 0 {
 			t.Fatalf("control error without code: %v", ce)
 		}

@@ -90,12 +90,9 @@ func frame(m any) *agentv1.Frame {
 }
 
 // hello reads the Hello on the control stream and admits the agent.
-func (h *handler) hello(ctx context.Context, er *errReader, r *framing.Reader, agentID string, pub ed25519.PublicKey) (*agentv1.HelloReply, *connError) {
+func (h *handler) hello(ctx context.Context, r *framing.Reader, agentID string, pub ed25519.PublicKey) (*agentv1.HelloReply, *connError) {
 	f := &agentv1.Frame{}
 	if err := r.Next(f); err != nil {
-		if er.err != nil {
-			return nil, failf(agentv1.Error_CODE_PROTOCOL, "no hello: %v", er.err)
-		}
 		if errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge) {
 			return nil, frameError(err)
 		}
@@ -234,17 +231,16 @@ func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest
 
 // control serves the control stream after the hello until it ends.
 // groupID is the agent's group (HeartbeatReply.policy_tier).
-func (h *handler) control(ctx context.Context, agentID, groupID string, er *errReader, r *framing.Reader, send func(*agentv1.Frame) error) *connError {
+func (h *handler) control(ctx context.Context, agentID, groupID string, r *framing.Reader, send func(*agentv1.Frame) error) *connError {
 	for {
 		f := &agentv1.Frame{}
 		if err := r.Next(f); err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil || er.err != nil {
-				return nil
-			}
+			// framing reports only hostile bytes as such; EOF, a reset or a
+			// closed connection just end the stream.
 			if errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge) {
 				return frameError(err)
 			}
-			return nil // stream reset or connection gone
+			return nil
 		}
 		switch b := f.Body.(type) {
 		case *agentv1.Frame_Heartbeat:
@@ -284,8 +280,7 @@ func (h *handler) lane(ctx context.Context, agentID string, rd io.Reader, w io.W
 		stop := context.AfterFunc(ctx, abort)
 		defer stop()
 	}
-	er := &errReader{r: rd}
-	r := framing.NewReader(er, 0)
+	r := framing.NewReader(rd, 0)
 	queue := make(chan chan laneAck, h.maxInflight)
 	var wg sync.WaitGroup
 	var werr *connError
@@ -315,7 +310,7 @@ func (h *handler) lane(ctx context.Context, agentID string, rd io.Reader, w io.W
 	for ctx.Err() == nil {
 		f := &agentv1.Frame{}
 		if err := r.Next(f); err != nil {
-			if er.err == nil && !errors.Is(err, io.EOF) && (errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge)) {
+			if errors.Is(err, framing.ErrBadFrame) || errors.Is(err, framing.ErrFrameTooLarge) {
 				rerr = frameError(err)
 			}
 			break
@@ -394,20 +389,4 @@ func validate(agentID string, eb *agentv1.EventBatch) string {
 		return "no_events"
 	}
 	return ""
-}
-
-// errReader remembers a transport error (stream reset, connection closed,
-// deadline) so it is not mistaken for a malformed frame: framing reports
-// any failure inside a length prefix as ErrBadFrame.
-type errReader struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errReader) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		e.err = err
-	}
-	return n, err
 }
