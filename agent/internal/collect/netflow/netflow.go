@@ -7,7 +7,6 @@ package netflow
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -104,12 +102,7 @@ func (c *Collector) pushConfig(t collect.Tier) error {
 func (c *Collector) Stats() Stats {
 	s := Stats{Events: c.events.Load(), DecodeErrors: c.decodeErrs.Load(), SinkErrors: c.sinkErrs.Load()}
 	c.mu.Lock()
-	if c.lost != nil {
-		var v uint64
-		if err := c.lost.Lookup(uint32(0), &v); err == nil {
-			s.KernelLost = v
-		}
-	}
+	s.KernelLost = collect.KernelLost(c.lost)
 	c.mu.Unlock()
 	return s
 }
@@ -118,10 +111,7 @@ func (c *Collector) Stats() Stats {
 // ctx ends; it detaches everything before returning. Without the syscall
 // tracepoints (CONFIG_FTRACE_SYSCALLS) accepts are not reported.
 func (c *Collector) Run(ctx context.Context) error {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("netflow collector: memlock: %w", err)
-	}
-	if err := collect.EnsureTracefs(); err != nil {
+	if err := collect.PrepareTracing(); err != nil {
 		return fmt.Errorf("netflow collector: %w", err)
 	}
 	var objs netflowObjects
@@ -167,24 +157,18 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("netflow collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	stop := context.AfterFunc(ctx, func() { rd.Close() })
-	defer stop()
-	var rec ringbuf.Record
-	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("netflow collector: read ring buffer: %w", err)
-		}
-		r, err := decodeRecord(rec.RawSample)
+	if err := collect.ReadRecords(ctx, rd, func(raw []byte) {
+		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)
 			c.log.Warn("bad netflow record dropped", "err", err)
-			continue
+			return
 		}
 		c.handle(r)
+	}); err != nil {
+		return fmt.Errorf("netflow collector: %w", err)
 	}
+	return nil
 }
 
 // Event is the ECS document of a netflow event.

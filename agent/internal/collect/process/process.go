@@ -8,7 +8,6 @@ package process
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,7 +20,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -119,12 +117,7 @@ func (c *Collector) Ready() <-chan struct{} { return c.ready }
 func (c *Collector) Stats() Stats {
 	s := Stats{Events: c.events.Load(), DecodeErrors: c.decodeErrs.Load(), SinkErrors: c.sinkErrs.Load()}
 	c.mu.Lock()
-	if c.lost != nil {
-		var v uint64
-		if err := c.lost.Lookup(uint32(0), &v); err == nil {
-			s.KernelLost = v
-		}
-	}
+	s.KernelLost = collect.KernelLost(c.lost)
 	c.mu.Unlock()
 	return s
 }
@@ -132,10 +125,7 @@ func (c *Collector) Stats() Stats {
 // Run loads and attaches the programs and turns records into events until
 // ctx ends; it detaches everything before returning.
 func (c *Collector) Run(ctx context.Context) error {
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return fmt.Errorf("process collector: memlock: %w", err)
-	}
-	if err := collect.EnsureTracefs(); err != nil {
+	if err := collect.PrepareTracing(); err != nil {
 		return fmt.Errorf("process collector: %w", err)
 	}
 	var objs processObjects
@@ -174,24 +164,18 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("process collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	stop := context.AfterFunc(ctx, func() { rd.Close() })
-	defer stop()
-	var rec ringbuf.Record
-	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("process collector: read ring buffer: %w", err)
-		}
-		r, err := decodeRecord(rec.RawSample)
+	if err := collect.ReadRecords(ctx, rd, func(raw []byte) {
+		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)
 			c.log.Warn("bad process record dropped", "err", err)
-			continue
+			return
 		}
 		c.handle(r)
+	}); err != nil {
+		return fmt.Errorf("process collector: %w", err)
 	}
+	return nil
 }
 
 // handle turns one kernel record into an event for the sink.
