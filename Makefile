@@ -13,9 +13,11 @@ TEST_PKGS := tinyproxy nftables iproute2 bind9-dnsutils protobuf-compiler
 
 all: build
 
+# Static binaries (no cgo): they run on any distribution's libc, and the
+# agent does not map libc (about 1.6 MB of its resident size).
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(CMDS)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(CMDS)
 
 demo: build
 	$(BIN)/gatehouse-demo -bin $(BIN)

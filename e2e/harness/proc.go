@@ -136,6 +136,17 @@ func (p *Proc) signalWait(sig syscall.Signal, timeout time.Duration) error {
 	}
 }
 
+// Pid is the running process's id (the binary's own: ip netns exec and
+// the cgroup launcher exec it), 0 when it is not running.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // ExitErr is the error of the last run's exit, nil while running or after a
 // clean exit.
 func (p *Proc) ExitErr() error {
@@ -225,6 +236,7 @@ func BuildBinaries(dir string) (string, error) {
 		"./relay/cmd/gatehouse-relay", "./agent/cmd/gatehouse-agent",
 		"./cloud/cmd/gatehouse-cloud", "./cloud/cmd/gatehousectl")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`: static binaries
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}

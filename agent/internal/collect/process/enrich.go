@@ -1,17 +1,20 @@
 package process
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Small bounded caches: the agent must stay small, so a full cache is
@@ -120,12 +123,32 @@ func (u *users) name(uid uint32) string {
 	if u.names == nil || len(u.names) >= maxUserCache {
 		u.names = map[uint32]string{}
 	}
+	id := strconv.FormatUint(uint64(uid), 10)
 	n := ""
-	if usr, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+	if usr, err := user.LookupId(id); err == nil {
 		n = usr.Username
+	} else {
+		n = getentUser(id)
 	}
 	u.names[uid] = n
 	return n
+}
+
+// getentUser asks NSS (sssd, LDAP, winbind) through getent(1) for a uid
+// /etc/passwd does not have: the agent is built without cgo, so os/user
+// reads /etc/passwd only. Misses are rare and cached by the caller.
+func getentUser(id string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "getent", "passwd", id).Output()
+	if err != nil {
+		return ""
+	}
+	name, _, ok := strings.Cut(string(out), ":")
+	if !ok {
+		return ""
+	}
+	return name
 }
 
 // cmdline reads /proc/<pid>/cmdline; the process may be gone already.
