@@ -39,11 +39,11 @@ func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, src e
 	if cfg.Process.Enabled {
 		s.process = process.New(process.Options{
 			Source: src, Sink: s.sec, Tier: tier, HashesExcludedPaths: cfg.Process.HashesExcludedPaths,
-			HashMaxBytes: cfg.Process.HashMaxBytes, Logger: log.With("component", "process"),
+			HashMaxBytes: cfg.Process.HashMaxBytes, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "process"),
 		})
 	}
 	if cfg.Netflow.Enabled {
-		s.netflow = netflow.New(netflow.Options{Source: src, Sink: s.sec, Tier: tier, Logger: log.With("component", "netflow")})
+		s.netflow = netflow.New(netflow.Options{Source: src, Sink: s.sec, Tier: tier, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "netflow")})
 	}
 	if cfg.Auth.Enabled {
 		s.auth = auth.New(auth.Options{
@@ -52,7 +52,7 @@ func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, src e
 		})
 	}
 	if cfg.FileMod.Enabled && len(cfg.FileMod.Paths) > 0 {
-		s.filemod = filemod.New(filemod.Options{Source: src, Sink: s.sec, Paths: cfg.FileMod.Paths, Logger: log.With("component", "filemod")})
+		s.filemod = filemod.New(filemod.Options{Source: src, Sink: s.sec, Paths: cfg.FileMod.Paths, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "filemod")})
 	}
 	return s
 }

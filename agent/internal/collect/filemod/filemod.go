@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,6 +34,9 @@ type Options struct {
 	Proc   string   // default /proc
 	Now    func() time.Time
 	Logger *slog.Logger
+	// DrainEvery paces reading the kernel's events: at most one pass per
+	// tick (see collect.ReadRecords); 0 reads each at once.
+	DrainEvery time.Duration
 }
 
 // Collector is the file modification collector.
@@ -92,16 +96,13 @@ func (c *Collector) Run(ctx context.Context) error {
 	close(c.ready)
 	stop := context.AfterFunc(ctx, func() { f.Close() })
 	defer stop()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("filemod: fanotify fd: %w", err)
+	}
 	buf := make([]byte, 16<<10)
-	for {
-		n, err := f.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-				return nil
-			}
-			return fmt.Errorf("filemod: read fanotify: %w", err)
-		}
-		evs, err := decodeEvents(buf[:n])
+	handleBuf := func(b []byte) {
+		evs, err := decodeEvents(b)
 		if err != nil {
 			c.decodeErrs.Add(1)
 			c.log.Warn("filemod: bad fanotify record", "err", err)
@@ -110,6 +111,55 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.handle(dirs, e)
 		}
 	}
+	for {
+		// Park until the first event, then (as the eBPF collectors) wait
+		// for the drain tick and take everything queued by then at once.
+		n, err := f.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("filemod: read fanotify: %w", err)
+		}
+		handleBuf(buf[:n])
+		if c.opts.DrainEvery > 0 {
+			collect.SleepUntil(ctx, collect.NextTick(time.Now(), c.opts.DrainEvery))
+		}
+		for {
+			n, err := readQueued(raw, buf)
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+					return nil
+				}
+				return fmt.Errorf("filemod: read fanotify: %w", err)
+			}
+			if n == 0 {
+				break
+			}
+			handleBuf(buf[:n])
+		}
+	}
+}
+
+// readQueued reads what the fanotify queue holds without parking: 0 when
+// it is empty.
+func readQueued(raw syscall.RawConn, buf []byte) (int, error) {
+	var n int
+	var rerr error
+	err := raw.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return true // never wait for more
+	})
+	if err != nil {
+		return 0, err
+	}
+	if errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR) {
+		return 0, nil
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, nil
 }
 
 // dirKey is the fanotify handle key of directory p.

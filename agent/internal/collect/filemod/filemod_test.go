@@ -2,6 +2,7 @@ package filemod
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,9 +16,15 @@ func TestWriteRenameDelete(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("fanotify needs root (CAP_SYS_ADMIN): skipped")
 	}
+	for _, drainEvery := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprintf("drain every %s", drainEvery), func(t *testing.T) { writeRenameDelete(t, drainEvery) })
+	}
+}
+
+func writeRenameDelete(t *testing.T, drainEvery time.Duration) {
 	dir := t.TempDir()
 	sink := &collect.MemSink{}
-	c := New(Options{Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}, Sink: sink, Paths: []string{dir}})
+	c := New(Options{Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}, Sink: sink, Paths: []string{dir}, DrainEvery: drainEvery})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()

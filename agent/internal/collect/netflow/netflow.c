@@ -14,6 +14,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+#include "../bpf/wakeup.h"
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define TCP_ESTABLISHED 1
@@ -63,9 +65,11 @@ struct owner {
 	char comm[16];
 };
 
+#define RING_BYTES (64 * 1024) /* 800 records */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
 
 struct {
@@ -135,7 +139,7 @@ static __always_inline void emit(struct event *src, __u64 sk)
 		src->pid = o->pid;
 		__builtin_memcpy(src->comm, o->comm, sizeof(src->comm));
 	}
-	if (bpf_ringbuf_output(&events, src, sizeof(*src), 0))
+	if (bpf_ringbuf_output(&events, src, sizeof(*src), wakeup_flags(&events, RING_BYTES)))
 		count_lost();
 }
 

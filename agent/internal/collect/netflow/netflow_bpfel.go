@@ -42,6 +42,7 @@ const (
 	netflowMapLost        = "lost"
 	netflowMapOwners      = "owners"
 	netflowMapPending     = "pending"
+	netflowMapReaderArmed = "reader_armed"
 	netflowProgOnAccept   = "on_accept"
 	netflowProgOnAccept4  = "on_accept4"
 	netflowProgOnSetState = "on_set_state"
@@ -98,11 +99,12 @@ type netflowProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netflowMapSpecs struct {
-	Config  *ebpf.MapSpec `ebpf:"config"`
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Lost    *ebpf.MapSpec `ebpf:"lost"`
-	Owners  *ebpf.MapSpec `ebpf:"owners"`
-	Pending *ebpf.MapSpec `ebpf:"pending"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	Owners      *ebpf.MapSpec `ebpf:"owners"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
+	ReaderArmed *ebpf.MapSpec `ebpf:"reader_armed"`
 }
 
 // netflowVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,11 +133,12 @@ func (o *netflowObjects) Close() error {
 //
 // It can be passed to loadNetflowObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netflowMaps struct {
-	Config  *ebpf.Map `ebpf:"config"`
-	Events  *ebpf.Map `ebpf:"events"`
-	Lost    *ebpf.Map `ebpf:"lost"`
-	Owners  *ebpf.Map `ebpf:"owners"`
-	Pending *ebpf.Map `ebpf:"pending"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	Owners      *ebpf.Map `ebpf:"owners"`
+	Pending     *ebpf.Map `ebpf:"pending"`
+	ReaderArmed *ebpf.Map `ebpf:"reader_armed"`
 }
 
 func (m *netflowMaps) Close() error {
@@ -145,6 +148,7 @@ func (m *netflowMaps) Close() error {
 		m.Lost,
 		m.Owners,
 		m.Pending,
+		m.ReaderArmed,
 	)
 }
 

@@ -22,10 +22,11 @@ func requireEBPF(t *testing.T) {
 	}
 }
 
-func start(t *testing.T, tier collect.Tier) (*Collector, *collect.MemSink) {
+// start runs a collector; drainEvery > 0 reads on ticks, as the agent does.
+func start(t *testing.T, tier collect.Tier, drainEvery time.Duration) (*Collector, *collect.MemSink) {
 	t.Helper()
 	sink := &collect.MemSink{}
-	c := New(Options{Sink: sink, Tier: tier, Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}})
+	c := New(Options{Sink: sink, Tier: tier, DrainEvery: drainEvery, Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -111,7 +112,7 @@ func connect(t *testing.T, network, addr string) (client, server string) {
 
 func TestTCPConnectAcceptClose(t *testing.T) {
 	requireEBPF(t)
-	_, sink := start(t, collect.TierWorkstation)
+	_, sink := start(t, collect.TierWorkstation, 300*time.Millisecond)
 	for _, tc := range []struct{ network, addr string }{{"tcp4", "127.0.0.1:0"}, {"tcp6", "[::1]:0"}} {
 		t.Run(tc.network, func(t *testing.T) {
 			client, server := connect(t, tc.network, tc.addr)
@@ -138,7 +139,7 @@ func TestTCPConnectAcceptClose(t *testing.T) {
 
 func TestServerTierConnectOnly(t *testing.T) {
 	requireEBPF(t)
-	c, sink := start(t, collect.TierServer)
+	c, sink := start(t, collect.TierServer, 0)
 	client, server := connect(t, "tcp4", "127.0.0.1:0")
 	waitFlow(t, sink, flow{"connection-established", client, server})
 	// A second connection's connect event comes after the first's closes
@@ -166,4 +167,26 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Errorf("accepted type %d", r.Type)
 		}
 	})
+}
+
+// A burst must not wait for a far tick and overflow the ring: a ring a
+// quarter full wakes the reader. With an hour between ticks, only that
+// wake-up (and the first record's) can deliver these events in time.
+func TestBurstWakesReaderBeforeTick(t *testing.T) {
+	requireEBPF(t)
+	c, sink := start(t, collect.TierWorkstation, time.Hour)
+	const conns = 150 // 4 records each: 600 x 80 bytes, past a quarter of 64 KiB
+	for range conns {
+		connect(t, "tcp4", "127.0.0.1:0")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(sink.Events()) < conns && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(sink.Events()); got < conns {
+		t.Fatalf("got %d events within 20s of a %d-connection burst, want at least %d", got, conns, conns)
+	}
+	if lost := c.Stats().KernelLost; lost != 0 {
+		t.Errorf("kernel lost %d records, want 0", lost)
+	}
 }

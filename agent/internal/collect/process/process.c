@@ -9,6 +9,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 
+#include "../bpf/wakeup.h"
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EV_EXEC 1
@@ -20,8 +22,14 @@ struct signal_struct {
 	int group_exit_code;
 } __attribute__((preserve_access_index));
 
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int tgid;
+	struct mm_struct *mm;
 	struct signal_struct *signal;
 	int exit_code;
 	unsigned long long start_time;
@@ -43,7 +51,11 @@ struct exit_args {
 	int pid;
 };
 
-/* Record layout decoded by record.go: keep both in step. */
+#define ARGS_MAX 1024 /* a power of two: lengths are masked with ARGS_MAX-1 */
+#define FLAG_ARGS_TRUNCATED 1
+
+/* Record layout decoded by record.go: keep both in step. A record is sent
+ * without the unused tail of args, so most are a few hundred bytes. */
 struct event {
 	__u32 type;
 	__u32 pid;
@@ -54,12 +66,26 @@ struct event {
 	__u64 start_ns; /* task start, CLOCK_MONOTONIC ns */
 	char comm[16];
 	char filename[256];
+	__u32 args_len; /* bytes of args: the NUL-separated argv */
+	__u32 flags;
+	char args[ARGS_MAX];
 };
+
+#define RING_BYTES (128 * 1024)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, RING_BYTES);
 } events SEC(".maps");
+
+/* Built here, not on the 512-byte stack, then copied into the ring at its
+ * real length. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event);
+} scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -93,11 +119,10 @@ static __always_inline __u32 flags(void)
 SEC("tracepoint/sched/sched_process_exec")
 int on_exec(struct exec_args *ctx)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
+	__u32 k = 0;
+	struct event *e = bpf_map_lookup_elem(&scratch, &k);
+	if (!e)
 		return 0;
-	}
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 ug = bpf_get_current_uid_gid();
 	e->type = EV_EXEC;
@@ -109,7 +134,23 @@ int on_exec(struct exec_args *ctx)
 	e->start_ns = BPF_CORE_READ(task, start_time);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	bpf_probe_read_kernel_str(&e->filename, sizeof(e->filename), (void *)ctx + (ctx->filename_loc & 0xFFFF));
-	bpf_ringbuf_submit(e, 0);
+	/* The new image's argv, read here because a short-lived process is
+	 * gone from /proc before the agent could read its cmdline. */
+	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+	e->flags = 0;
+	if (len > ARGS_MAX - 1) {
+		len = ARGS_MAX - 1;
+		e->flags |= FLAG_ARGS_TRUNCATED;
+	}
+	len &= ARGS_MAX - 1;
+	if (len && bpf_probe_read_user(&e->args, len, (void *)start))
+		len = 0;
+	e->args_len = len;
+	__u64 size = offsetof(struct event, args) + len;
+	if (bpf_ringbuf_output(&events, e, size, wakeup_flags(&events, RING_BYTES)))
+		count_lost();
 	return 0;
 }
 
@@ -121,11 +162,10 @@ int on_exit(struct exit_args *ctx)
 	__u64 pt = bpf_get_current_pid_tgid();
 	if ((pt >> 32) != (__u32)pt)
 		return 0; /* a thread, not the process */
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
+	__u32 k = 0;
+	struct event *e = bpf_map_lookup_elem(&scratch, &k);
+	if (!e)
 		return 0;
-	}
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	__u64 ug = bpf_get_current_uid_gid();
 	e->type = EV_EXIT;
@@ -141,6 +181,9 @@ int on_exit(struct exit_args *ctx)
 	e->start_ns = BPF_CORE_READ(task, start_time);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	e->filename[0] = 0;
-	bpf_ringbuf_submit(e, 0);
+	e->args_len = 0;
+	e->flags = 0;
+	if (bpf_ringbuf_output(&events, e, offsetof(struct event, args), wakeup_flags(&events, RING_BYTES)))
+		count_lost();
 	return 0;
 }

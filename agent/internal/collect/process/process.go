@@ -35,6 +35,9 @@ type Options struct {
 	Proc                string   // default /proc
 	Now                 func() time.Time
 	Logger              *slog.Logger
+	// DrainEvery paces reading the kernel's events: at most one pass per
+	// tick (see collect.ReadRecords); 0 reads each at once.
+	DrainEvery time.Duration
 }
 
 // Stats counts what the collector did.
@@ -164,7 +167,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("process collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	if err := collect.ReadRecords(ctx, rd, func(raw []byte) {
+	if err := collect.ReadRecords(ctx, rd, objs.ReaderArmed, c.opts.DrainEvery, func(raw []byte) {
 		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)
@@ -221,7 +224,10 @@ func (c *Collector) execEvent(r record) Event {
 	if err != nil || exe == "" {
 		exe = r.Filename
 	}
-	args := cmdline(c.opts.Proc, r.PID)
+	args := r.Args
+	if len(args) == 0 {
+		args = cmdline(c.opts.Proc, r.PID)
+	}
 	if len(args) == 0 && r.Filename != "" {
 		args = []string{r.Filename}
 	}

@@ -8,19 +8,38 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type processEvent struct {
+	_        structs.HostLayout
+	Type     uint32
+	Pid      uint32
+	Ppid     uint32
+	Uid      uint32
+	Gid      uint32
+	ExitCode int32
+	StartNs  uint64
+	Comm     [16]int8
+	Filename [256]int8
+	ArgsLen  uint32
+	Flags    uint32
+	Args     [1024]int8
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	processMapConfig  = "config"
-	processMapEvents  = "events"
-	processMapLost    = "lost"
-	processProgOnExec = "on_exec"
-	processProgOnExit = "on_exit"
+	processMapConfig      = "config"
+	processMapEvents      = "events"
+	processMapLost        = "lost"
+	processMapReaderArmed = "reader_armed"
+	processMapScratch     = "scratch"
+	processProgOnExec     = "on_exec"
+	processProgOnExit     = "on_exit"
 )
 
 // loadProcess returns the embedded CollectionSpec for process.
@@ -73,9 +92,11 @@ type processProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type processMapSpecs struct {
-	Config *ebpf.MapSpec `ebpf:"config"`
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	Config      *ebpf.MapSpec `ebpf:"config"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	ReaderArmed *ebpf.MapSpec `ebpf:"reader_armed"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
 }
 
 // processVariableSpecs contains global variables before they are loaded into the kernel.
@@ -104,9 +125,11 @@ func (o *processObjects) Close() error {
 //
 // It can be passed to loadProcessObjects or ebpf.CollectionSpec.LoadAndAssign.
 type processMaps struct {
-	Config *ebpf.Map `ebpf:"config"`
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	Config      *ebpf.Map `ebpf:"config"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	ReaderArmed *ebpf.Map `ebpf:"reader_armed"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
 }
 
 func (m *processMaps) Close() error {
@@ -114,6 +137,8 @@ func (m *processMaps) Close() error {
 		m.Config,
 		m.Events,
 		m.Lost,
+		m.ReaderArmed,
+		m.Scratch,
 	)
 }
 

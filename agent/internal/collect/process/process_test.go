@@ -230,3 +230,36 @@ func TestQuoteArgs(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+// A process that is gone before the collector's drain tick is still
+// reported whole: argv comes from the kernel, the path and hash from the
+// exec'd file.
+func TestShortLivedProcessDrainedOnTick(t *testing.T) {
+	requireEBPF(t)
+	exe, sum := copyExe(t)
+	_, sink := start(t, Options{Tier: collect.TierWorkstation, DrainEvery: 500 * time.Millisecond})
+	cmd := exec.Command(exe, "0", "0.0")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint64(cmd.Process.Pid)
+	ev := waitFor(t, sink, "creation", func(m map[string]any) bool {
+		return collect.Get(m, "event.action") == "process-created" && num(collect.Get(m, "process.pid")) == pid
+	})
+	for _, ch := range []struct {
+		path string
+		want any
+	}{
+		{"process.executable", exe},
+		{"process.command_line", exe + " 0 0.0"},
+		{"process.args", []any{exe, "0", "0.0"}},
+		{"process.hash.sha256", sum},
+	} {
+		if got := collect.Get(ev, ch.path); fmt.Sprint(got) != fmt.Sprint(ch.want) {
+			t.Errorf("%s: got %v, want %v", ch.path, got, ch.want)
+		}
+	}
+	waitFor(t, sink, "termination", func(m map[string]any) bool {
+		return collect.Get(m, "event.action") == "process-terminated" && num(collect.Get(m, "process.pid")) == pid
+	})
+}

@@ -1,6 +1,7 @@
 package process
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -13,8 +14,14 @@ const (
 	typeExit = 2
 )
 
-// recordSize is sizeof(struct event) in process.c.
-const recordSize = 6*4 + 8 + 16 + 256
+// recordSize is offsetof(struct event, args) in process.c: every record
+// has it, an exec record is followed by args_len bytes of argv.
+const (
+	recordSize     = 6*4 + 8 + 16 + 256 + 4 + 4
+	filenameEnd    = 48 + 256
+	maxArgsBytes   = 1023
+	flagsTruncated = 1
+)
 
 // record is one ring-buffer record from the kernel.
 type record struct {
@@ -27,6 +34,10 @@ type record struct {
 	StartNS  uint64 // CLOCK_MONOTONIC
 	Comm     string
 	Filename string
+	// Args is argv as the kernel held it at exec; ArgsTruncated when it
+	// was longer than maxArgsBytes (the last one is then cut short).
+	Args          []string
+	ArgsTruncated bool
 }
 
 // decodeRecord parses a record; anything malformed is an error, never a
@@ -46,7 +57,28 @@ func decodeRecord(b []byte) (record, error) {
 		return record{}, fmt.Errorf("process record: type %d", r.Type)
 	}
 	if r.Type == typeExec {
-		r.Filename = collect.CString(b[48:recordSize])
+		r.Filename = collect.CString(b[48:filenameEnd])
+		n := int(le.Uint32(b[filenameEnd:]))
+		if n > maxArgsBytes || len(b) < recordSize+n {
+			return record{}, fmt.Errorf("process record: args_len %d in a %d-byte record", n, len(b))
+		}
+		r.Args = splitArgs(b[recordSize : recordSize+n])
+		r.ArgsTruncated = le.Uint32(b[filenameEnd+4:])&flagsTruncated != 0
 	}
 	return r, nil
+}
+
+// splitArgs splits NUL-separated argv; the final NUL is optional (a
+// truncated read ends mid-argument).
+func splitArgs(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	parts := bytes.Split(b, []byte{0})
+	args := make([]string, len(parts))
+	for i, p := range parts {
+		args[i] = string(p)
+	}
+	return args
 }
