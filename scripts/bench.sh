@@ -53,16 +53,17 @@ fi
 		echo "connect/accept/close pair, a file create+write+delete in the watched directory."
 		echo "After 5 s of settling, RSS (VmRSS at the end of the window, and the largest sampled"
 		echo "every second) and CPU (utime+stime as a share of one core) are measured over ${fpsecs} s."
-		echo "The last column counts the load's own events found in the cloud afterwards. The"
-		echo "host's own activity adds process events to every row; the relay and the cloud run on"
-		echo "the same cores."
+		echo "\"Shipped\" counts every event of the agent dated in the window that reached the cloud"
+		echo "(the load's and the host's own: builds and tests on the machine add process events and"
+		echo "executable hashing to every row); the last column counts the load's own events found in"
+		echo "the cloud afterwards. The relay and the cloud run on the same cores."
 		echo
 		echo '```'
 		grep -E '^(Benchmark|ok|FAIL)' "$fp" || true
 		echo '```'
 		echo
-		echo "| load | RSS (end) | max RSS | CPU (one core) | events/s made | load events delivered |"
-		echo "| --- | --- | --- | --- | --- | --- |"
+		echo "| load | RSS (end) | max RSS | CPU (one core) | events/s made | events/s shipped | load events delivered |"
+		echo "| --- | --- | --- | --- | --- | --- | --- |"
 		sed -n 's/^ *footprint_bench_test\.go:[0-9]*: \(|.*|\)$/\1/p' "$fp"
 		if [ "$fpstatus" != 0 ]; then
 			echo
