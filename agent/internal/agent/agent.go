@@ -67,7 +67,7 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := ring.Open(cfg.RingDir(), ring.Options{MaxBytes: cfg.Ring.MaxBytes, AgentID: id.ID(), Logger: log.With("component", "ring")})
+	r, err := ring.Open(cfg.RingDir(), ring.Options{MaxBytes: cfg.Ring.MaxBytes, SyncAfter: cfg.Ring.SyncAfter, AgentID: id.ID(), Logger: log.With("component", "ring")})
 	if err != nil {
 		return nil, err
 	}

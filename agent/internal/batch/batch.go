@@ -103,10 +103,21 @@ func (b *Batcher) Flush() error {
 func (b *Batcher) FlushIfDue() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.events) == 0 || b.opts.Now().Sub(b.first) < b.opts.MaxDelay {
+	if len(b.events) == 0 || b.opts.Now().Before(b.dueAt()) {
 		return nil
 	}
 	return b.flushLocked()
+}
+
+// dueAt is when the open batch is written: at most max_delay after its
+// first event, on a multiple of max_delay of the clock. Batches of every
+// lane and the collectors' reads (collect.NextTick) so fall due in the same
+// instant: one wake-up of the agent, not one each. Called with b.mu held.
+func (b *Batcher) dueAt() time.Time {
+	if b.opts.MaxDelay <= 0 {
+		return b.first
+	}
+	return b.first.Add(b.opts.MaxDelay).Truncate(b.opts.MaxDelay)
 }
 
 func (b *Batcher) flushLocked() error {
@@ -160,5 +171,5 @@ func (b *Batcher) due() (d time.Duration, open bool) {
 	if len(b.events) == 0 {
 		return 0, false
 	}
-	return max(0, b.opts.MaxDelay-b.opts.Now().Sub(b.first)), true
+	return max(0, b.dueAt().Sub(b.opts.Now())), true
 }

@@ -55,3 +55,36 @@ func TestBatcher(t *testing.T) {
 		t.Fatalf("security lane: got %d batches, want 4 (flushed at once)", len(s.batches))
 	}
 }
+
+// A batch falls due on the clock's next multiple of max_delay, never later
+// than max_delay after its first event.
+func TestBatchDueOnClockMultiple(t *testing.T) {
+	tests := []struct {
+		first, due time.Duration // after a whole second
+	}{
+		{300 * time.Millisecond, 500 * time.Millisecond},
+		{0, 250 * time.Millisecond},
+		{249 * time.Millisecond, 250 * time.Millisecond},
+		{999 * time.Millisecond, time.Second},
+	}
+	for _, tt := range tests {
+		base := time.Unix(100, 0)
+		now := base.Add(tt.first)
+		s := &sink{}
+		b := New(s, Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxEvents: 100, MaxBytes: 1 << 20, MaxDelay: 250 * time.Millisecond, Now: func() time.Time { return now }})
+		b.Add([]byte("a"), nil)
+		if d, _ := b.due(); d != tt.due-tt.first {
+			t.Errorf("first event at +%s: due in %s, want %s", tt.first, d, tt.due-tt.first)
+		}
+		now = base.Add(tt.due - time.Nanosecond)
+		b.FlushIfDue()
+		if len(s.batches) != 0 {
+			t.Errorf("first event at +%s: flushed before +%s", tt.first, tt.due)
+		}
+		now = base.Add(tt.due)
+		b.FlushIfDue()
+		if len(s.batches) != 1 {
+			t.Errorf("first event at +%s: got %d batches at +%s, want 1", tt.first, len(s.batches), tt.due)
+		}
+	}
+}

@@ -49,6 +49,9 @@ type Transport struct {
 // Ring bounds the on-disk buffer shared by all lanes.
 type Ring struct {
 	MaxBytes int64 `yaml:"max_bytes"`
+	// SyncAfter: a batch without log checkpoints is fsynced this long after
+	// it was written if no relay has spooled it by then (0: at once).
+	SyncAfter time.Duration `yaml:"sync_after"`
 }
 
 // Batch bounds the bulk lane's batches; the security lane flushes at once.
@@ -75,7 +78,7 @@ func Default() Config {
 		DataDir:           "/var/lib/gatehouse-agent",
 		HeartbeatInterval: 5 * time.Minute,
 		StatsInterval:     60 * time.Second,
-		Ring:              Ring{MaxBytes: 100 << 20},
+		Ring:              Ring{MaxBytes: 100 << 20, SyncAfter: time.Second},
 		Batch:             Batch{MaxEvents: 500, MaxBytes: 1 << 20, MaxDelay: time.Second},
 		RedeliverAfter:    10 * time.Minute,
 		Log:               Log{Level: "info", Format: "text"},
@@ -131,6 +134,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StatsInterval < time.Second {
 		errs = append(errs, fmt.Errorf("stats_interval: %s, want at least 1s", c.StatsInterval))
+	}
+	if c.Ring.SyncAfter < 0 || c.Ring.SyncAfter > time.Minute {
+		errs = append(errs, fmt.Errorf("ring.sync_after: %s, want 0..1m", c.Ring.SyncAfter))
 	}
 	if c.Ring.MaxBytes < 1<<20 {
 		errs = append(errs, fmt.Errorf("ring.max_bytes: %d, want at least 1048576", c.Ring.MaxBytes))

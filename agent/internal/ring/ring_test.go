@@ -260,3 +260,70 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// Batches with log checkpoints are fsynced in Append; others wait for the
+// sync pass, which skips what a relay spooled or the ring dropped.
+func TestWriteBackSyncsOnlyUnspooledBatches(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Open(dir, Options{MaxBytes: 1 << 20, AgentID: "agent-1", SyncAfter: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := appendN(t, r, sec, 1, 10)[0]
+	if _, err := r.Append(bulk, [][]byte{[]byte("line")}, []Checkpoint{{Dev: 1, Ino: 2, Offset: 5, Path: "/var/log/x"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := appendN(t, r, sec, 1, 10)[0]
+	if err := r.MarkSpooled(c); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	var queued []uint64
+	for _, e := range r.unsynced {
+		queued = append(queued, e.Seq)
+	}
+	n, err := r.syncLocked()
+	r.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(queued) != 2 || queued[0] != a || queued[1] != c {
+		t.Errorf("written back: got seqs %v, want [%d %d] (the checkpointed batch is fsynced at once)", queued, a, c)
+	}
+	if n != 1 {
+		t.Errorf("sync pass fsynced %d batches, want 1 (the spooled one is durable on its relay)", n)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(dir, Options{MaxBytes: 1 << 20, AgentID: "agent-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if st := r2.Stats(); st.Batches != 3 || st.CorruptBatches != 0 {
+		t.Errorf("after reopen: got %d batches (%d corrupt), want 3 (0)", st.Batches, st.CorruptBatches)
+	}
+}
+
+func TestWriteBackSyncRunsAfterDelay(t *testing.T) {
+	r, err := Open(t.TempDir(), Options{MaxBytes: 1 << 20, AgentID: "agent-1", SyncAfter: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	appendN(t, r, sec, 3, 10)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		left, armed := len(r.unsynced), r.syncTimer != nil
+		r.mu.Unlock()
+		if left == 0 && !armed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %d batches still unsynced (timer armed %v), want 0", left, armed)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -160,7 +160,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("netflow collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	if err := collect.ReadRecords(ctx, rd, objs.ReaderArmed, c.opts.DrainEvery, func(raw []byte) {
+	if err := collect.ReadRecords(ctx, objs.Events, objs.ReaderArmed, rd, c.opts.DrainEvery, func(raw []byte) {
 		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)
