@@ -110,15 +110,22 @@ func (b *Batcher) FlushIfDue() error {
 }
 
 // dueAt is when the open batch is written: at most max_delay after its
-// first event, on a multiple of max_delay of the clock. Batches of every
-// lane and the collectors' reads (collect.NextTick) so fall due in the same
-// instant: one wake-up of the agent, not one each. Called with b.mu held.
+// first event, settle after a multiple of max_delay of the clock. The
+// collectors read the kernel on those multiples (collect.NextTick), so a
+// batch is written just after the read that filled it, and batches of
+// every lane fall due together: one wake-up of the agent, not one each.
+// Called with b.mu held.
 func (b *Batcher) dueAt() time.Time {
 	if b.opts.MaxDelay <= 0 {
 		return b.first
 	}
-	return b.first.Add(b.opts.MaxDelay).Truncate(b.opts.MaxDelay)
+	d := b.opts.MaxDelay
+	return b.first.Add(-settle).Truncate(d).Add(d + settle)
 }
+
+// settle is how long after a tick a batch is written: the collectors'
+// reads on that tick are in it.
+const settle = 5 * time.Millisecond
 
 func (b *Batcher) flushLocked() error {
 	if len(b.events) == 0 {

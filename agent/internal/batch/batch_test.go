@@ -56,16 +56,20 @@ func TestBatcher(t *testing.T) {
 	}
 }
 
-// A batch falls due on the clock's next multiple of max_delay, never later
-// than max_delay after its first event.
+// A batch falls due just after (settle) the clock's next multiple of
+// max_delay, never later than max_delay after its first event; events added
+// within settle of a tick (the collectors' reads) are written at once.
 func TestBatchDueOnClockMultiple(t *testing.T) {
+	ms := time.Millisecond
 	tests := []struct {
 		first, due time.Duration // after a whole second
 	}{
-		{300 * time.Millisecond, 500 * time.Millisecond},
-		{0, 250 * time.Millisecond},
-		{249 * time.Millisecond, 250 * time.Millisecond},
-		{999 * time.Millisecond, time.Second},
+		{300 * ms, 500*ms + settle},
+		{0, settle},
+		{settle - ms, settle},
+		{settle, 250*ms + settle},
+		{249 * ms, 250*ms + settle},
+		{999 * ms, time.Second + settle},
 	}
 	for _, tt := range tests {
 		base := time.Unix(100, 0)

@@ -13,8 +13,10 @@ type Collectors struct {
 	// workstation (adds terminations, accepts and closes). The cloud may
 	// change it at run time.
 	PolicyTier string `yaml:"policy_tier"`
-	// SecurityMaxDelay is how long a security event may wait to share a
-	// batch (one ring write) with the next ones.
+	// SecurityMaxDelay paces the security collectors: they read the
+	// kernel's events on ticks of it and write one batch per tick, so an
+	// event reaches the ring (and the relay) at most this long after it
+	// happened. Shorter costs CPU: each tick wakes the agent.
 	SecurityMaxDelay time.Duration `yaml:"security_max_delay"`
 	Process          ProcessConfig `yaml:"process"`
 	Netflow          NetflowConfig `yaml:"netflow"`
@@ -59,7 +61,7 @@ func DefaultCollectors() Collectors {
 	return Collectors{
 		PolicyTier:       "workstation",
 		AutoUpdate:       true,
-		SecurityMaxDelay: 250 * time.Millisecond,
+		SecurityMaxDelay: time.Second,
 		Process:          ProcessConfig{Enabled: true, HashMaxBytes: 64 << 20},
 		Netflow:          NetflowConfig{Enabled: true},
 		Auth:             AuthConfig{Enabled: true, Source: "auto", Paths: []string{"/var/log/auth.log", "/var/log/secure"}},

@@ -349,7 +349,10 @@ func (r *Ring) Append(lane agentv1.Priority, events [][]byte, ckpts []Checkpoint
 		r.unsynced = append(r.unsynced, e)
 		if r.syncTimer == nil {
 			now := r.opts.Now()
-			r.syncTimer = time.AfterFunc(now.Add(r.opts.SyncAfter).Truncate(r.opts.SyncAfter).Sub(now), r.syncUnsynced)
+			// On a tick at least SyncAfter away: with the batches' own
+			// ticks, a batch is never synced in the instant after its write.
+			d := r.opts.SyncAfter
+			r.syncTimer = time.AfterFunc(now.Add(d).Truncate(d).Add(d).Sub(now), r.syncUnsynced)
 		}
 	}
 	r.nextSeq++
