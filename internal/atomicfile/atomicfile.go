@@ -11,6 +11,18 @@ import (
 // Write writes b to path through a synced temporary file in the same
 // directory, renames it into place and syncs the directory.
 func Write(path string, b []byte, perm os.FileMode) error {
+	return write(path, b, perm, true)
+}
+
+// Replace replaces path with b atomically (a reader sees the old or the new
+// content, never a mix) but not durably: no fsync, so after a power cut the
+// old content may come back. For files rewritten often whose loss is
+// harmless, such as a status snapshot.
+func Replace(path string, b []byte, perm os.FileMode) error {
+	return write(path, b, perm, false)
+}
+
+func write(path string, b []byte, perm os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -26,15 +38,20 @@ func Write(path string, b []byte, perm os.FileMode) error {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
+	if durable {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	// The rename is durable only once the directory entry is on disk.
 	if d, err := os.Open(dir); err == nil {

@@ -62,6 +62,11 @@ func newRun() *cobra.Command {
 				return err
 			}
 			debug.SetMemoryLimit(memoryLimit)
+			if os.Getenv("GOGC") == "" {
+				// Half the default heap growth: about 2 MB less resident
+				// at 100 events/s for no measurable CPU.
+				debug.SetGCPercent(50)
+			}
 			if os.Getenv("GOMAXPROCS") == "" {
 				// One P: the agent has no parallel work, and a second P
 				// costs thread wake-ups (idle Ps spinning for work) at

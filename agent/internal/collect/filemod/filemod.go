@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,6 +45,7 @@ type Collector struct {
 	ready                         chan struct{}
 	events, decodeErrs, overflows atomic.Uint64
 	self                          int32
+	exes                          *collect.ExeCache
 }
 
 // New returns a Collector; it starts nothing.
@@ -59,7 +59,7 @@ func New(opts Options) *Collector {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Collector{opts: opts, log: opts.Logger, ready: make(chan struct{}), self: int32(os.Getpid())}
+	return &Collector{opts: opts, log: opts.Logger, ready: make(chan struct{}), self: int32(os.Getpid()), exes: &collect.ExeCache{Proc: opts.Proc}}
 }
 
 // Ready is closed once the directories are marked.
@@ -267,7 +267,7 @@ func (c *Collector) event(e rawEvent, path, typ, action, code string) Event {
 	}
 	if e.PID > 0 {
 		p := &ecs.Process{PID: uint32(e.PID)}
-		if exe, err := os.Readlink(filepath.Join(c.opts.Proc, strconv.Itoa(int(e.PID)), "exe")); err == nil {
+		if exe := c.exes.Exe(uint32(e.PID)); exe != "" {
 			p.Executable, p.Name = exe, filepath.Base(exe)
 		}
 		ev.Process = p

@@ -9,9 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +46,7 @@ type Collector struct {
 	log   *slog.Logger
 	tier  atomic.Value // collect.Tier
 	ready chan struct{}
+	exes  *collect.ExeCache
 
 	mu     sync.Mutex
 	config *ebpf.Map
@@ -70,7 +69,7 @@ func New(opts Options) *Collector {
 	if opts.Tier == "" {
 		opts.Tier = collect.TierWorkstation
 	}
-	c := &Collector{opts: opts, log: opts.Logger, ready: make(chan struct{})}
+	c := &Collector{opts: opts, log: opts.Logger, ready: make(chan struct{}), exes: &collect.ExeCache{Proc: opts.Proc}}
 	c.tier.Store(opts.Tier)
 	return c
 }
@@ -226,7 +225,7 @@ func (c *Collector) event(r record) Event {
 	ev.Related.IP = []string{ev.Source.IP, ev.Destination.IP}
 	if r.PID != 0 {
 		p := &ecs.Process{PID: r.PID, Name: r.Comm}
-		if exe, err := os.Readlink(filepath.Join(c.opts.Proc, strconv.FormatUint(uint64(r.PID), 10), "exe")); err == nil {
+		if exe := c.exes.Exe(r.PID); exe != "" {
 			p.Executable = exe
 			p.Name = filepath.Base(exe)
 		}
