@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,8 +76,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("filemod: fanotify_init: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "fanotify")
-	defer f.Close()
+	defer unix.Close(fd)
 	dirs := map[string]string{}
 	for _, p := range c.opts.Paths {
 		key, err := dirKey(p)
@@ -94,12 +92,17 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	c.log.Info("filemod collector running", "dirs", len(dirs))
 	close(c.ready)
-	stop := context.AfterFunc(ctx, func() { f.Close() })
-	defer stop()
-	raw, err := f.SyscallConn()
+	// The fanotify fd stays out of the Go netpoller: there, every event
+	// would wake the process even while the collector sleeps until its
+	// tick. A blocking poll(2) waits for the first event only, and an
+	// eventfd ends it when ctx does.
+	stopFd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return fmt.Errorf("filemod: fanotify fd: %w", err)
+		return fmt.Errorf("filemod: eventfd: %w", err)
 	}
+	defer unix.Close(stopFd)
+	stop := context.AfterFunc(ctx, func() { unix.Write(stopFd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) })
+	defer stop()
 	buf := make([]byte, 16<<10)
 	handleBuf := func(b []byte) {
 		evs, err := decodeEvents(b)
@@ -111,55 +114,62 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.handle(dirs, e)
 		}
 	}
+	busy := false
 	for {
-		// Park until the first event, then (as the eBPF collectors) wait
-		// for the drain tick and take everything queued by then at once.
-		n, err := f.Read(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-				return nil
+		if !busy {
+			if err := waitReadable(fd, stopFd); err != nil {
+				return fmt.Errorf("filemod: wait for fanotify: %w", err)
 			}
-			return fmt.Errorf("filemod: read fanotify: %w", err)
 		}
-		handleBuf(buf[:n])
-		if c.opts.DrainEvery > 0 {
+		// As the eBPF collectors: take everything queued by the tick at
+		// once, and keep reading on ticks while events keep coming.
+		if c.opts.DrainEvery > 0 && ctx.Err() == nil {
 			collect.SleepUntil(ctx, collect.NextTick(time.Now(), c.opts.DrainEvery))
 		}
-		for {
-			n, err := readQueued(raw, buf)
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
-					return nil
-				}
-				return fmt.Errorf("filemod: read fanotify: %w", err)
-			}
-			if n == 0 {
-				break
-			}
-			handleBuf(buf[:n])
+		n, err := readQueued(fd, buf, handleBuf)
+		if err != nil {
+			return fmt.Errorf("filemod: read fanotify: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		busy = c.opts.DrainEvery > 0 && n > 0
+	}
+}
+
+// waitReadable blocks in poll(2) until fd is readable or stopFd is.
+func waitReadable(fd, stopFd int) error {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(stopFd), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINTR) {
+			return err
 		}
 	}
 }
 
-// readQueued reads what the fanotify queue holds without parking: 0 when
-// it is empty.
-func readQueued(raw syscall.RawConn, buf []byte) (int, error) {
-	var n int
-	var rerr error
-	err := raw.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), buf)
-		return true // never wait for more
-	})
-	if err != nil {
-		return 0, err
+// readQueued hands what the fanotify queue holds to handle, without
+// waiting, and returns how many bytes it read.
+func readQueued(fd int, buf []byte, handle func([]byte)) (int, error) {
+	total := 0
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return total, nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return total, err
+		case n <= 0:
+			return total, nil
+		}
+		handle(buf[:n])
+		total += n
 	}
-	if errors.Is(rerr, unix.EAGAIN) || errors.Is(rerr, unix.EINTR) {
-		return 0, nil
-	}
-	if rerr != nil {
-		return 0, rerr
-	}
-	return n, nil
 }
 
 // dirKey is the fanotify handle key of directory p.
