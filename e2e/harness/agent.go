@@ -97,6 +97,7 @@ func StartAgent(ctx context.Context, bin, dir string, opt AgentOptions) (*Agent,
 		"hostname":           host,
 		"heartbeat_interval": "30s",
 		"stats_interval":     "10s",
+		"status_interval":    "1s", // tests poll status.json
 		"batch":              map[string]any{"max_delay": "200ms"},
 		"logs":               []map[string]any{{"paths": opt.LogGlobs}},
 	}

@@ -25,13 +25,16 @@ type Config struct {
 	Hostname          string        `yaml:"hostname"`
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	StatsInterval     time.Duration `yaml:"stats_interval"`
-	Ring              Ring          `yaml:"ring"`
-	Batch             Batch         `yaml:"batch"`
-	RedeliverAfter    time.Duration `yaml:"redeliver_after"`
-	Logs              []LogSource   `yaml:"logs"`
-	Log               Log           `yaml:"log"`
-	Collectors        `yaml:",inline"`
-	Isolation         Isolation `yaml:"isolation"`
+	// StatusInterval: status.json is rewritten at once on a connection
+	// state change, else at most this often while its counters move.
+	StatusInterval time.Duration `yaml:"status_interval"`
+	Ring           Ring          `yaml:"ring"`
+	Batch          Batch         `yaml:"batch"`
+	RedeliverAfter time.Duration `yaml:"redeliver_after"`
+	Logs           []LogSource   `yaml:"logs"`
+	Log            Log           `yaml:"log"`
+	Collectors     `yaml:",inline"`
+	Isolation      Isolation `yaml:"isolation"`
 	// Proxy is an HTTP CONNECT proxy for TLS over TCP,
 	// "http://user:pass@host:port"; empty: the HTTPS_PROXY/HTTP_PROXY and
 	// NO_PROXY environment variables decide.
@@ -78,6 +81,7 @@ func Default() Config {
 		DataDir:           "/var/lib/gatehouse-agent",
 		HeartbeatInterval: 5 * time.Minute,
 		StatsInterval:     60 * time.Second,
+		StatusInterval:    10 * time.Second,
 		Ring:              Ring{MaxBytes: 100 << 20, SyncAfter: time.Second},
 		Batch:             Batch{MaxEvents: 500, MaxBytes: 1 << 20, MaxDelay: time.Second},
 		RedeliverAfter:    10 * time.Minute,
@@ -131,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HeartbeatInterval < time.Second {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: %s, want at least 1s", c.HeartbeatInterval))
+	}
+	if c.StatusInterval < time.Second || c.StatusInterval > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("status_interval: %s, want 1s..5m", c.StatusInterval))
 	}
 	if c.StatsInterval < time.Second {
 		errs = append(errs, fmt.Errorf("stats_interval: %s, want at least 1s", c.StatsInterval))

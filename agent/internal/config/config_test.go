@@ -55,6 +55,8 @@ func TestInvalid(t *testing.T) {
 		{"bad range", "relays: [a:1]\nlogs: [{paths: [\"/var/log/[a-.log\"]}]\n", "syntax"},
 		{"bad fingerprint", "relays: [a:1]\nrelay_fingerprint: abc\n", "fingerprint"},
 		{"tiny ring", "relays: [a:1]\nring: {max_bytes: 10}\n", "ring.max_bytes"},
+		{"negative sync_after", "relays: [a:1]\nring: {sync_after: -1s}\n", "ring.sync_after"},
+		{"status every 100ms", "relays: [a:1]\nstatus_interval: 100ms\n", "status_interval"},
 		{"bad mode", "relays: [a:1]\ntransport: {mode: udp}\n", "transport.mode"},
 		{"unknown transport key", "relays: [a:1]\ntransport: {quic_retry: 1m}\n", "quic_retry"},
 		{"short reprobe", "relays: [a:1]\ntransport: {quic_reprobe: 1s}\n", "transport.quic_reprobe"},
