@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/gatehouse/gatehouse/agent/internal/config"
+	"github.com/gatehouse/gatehouse/agent/internal/isolate"
 	"github.com/gatehouse/gatehouse/internal/atomicfile"
 	"github.com/gatehouse/gatehouse/internal/configfile"
 )
@@ -157,15 +158,24 @@ func (o *Options) systemctl(ctx context.Context, args ...string) error {
 	return nil
 }
 
-// Uninstall stops the service and removes the unit, binary, configuration,
-// data and logs. The agent pins nothing in bpffs: its eBPF programs and maps
-// go when its process ends, so stopping it clears the kernel.
+// Uninstall stops the service, releases the host from isolation and removes
+// the unit, binary, configuration, data and logs. The collectors' eBPF
+// programs go with the agent's process; the isolation programs are pinned
+// (enforcement outlives a restart), so their pins are removed here or an
+// isolated host would stay isolated with no agent to release it.
 func Uninstall(ctx context.Context, o Options) error {
 	var errs []error
 	if o.real() {
 		if err := o.systemctl(ctx, "disable", "--now", UnitName); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	pinDir := isolate.DefaultPinDir
+	if cfg, err := config.Load(o.path(ConfigPath)); err == nil && cfg.Isolation.PinDir != "" {
+		pinDir = cfg.Isolation.PinDir
+	}
+	if err := isolate.RemovePins(o.path(pinDir)); err != nil {
+		errs = append(errs, fmt.Errorf("uninstall: %w", err))
 	}
 	for _, p := range []string{UnitPath, filepath.Dir(BinaryPath), filepath.Dir(ConfigPath), DataDir, filepath.Dir(LogPath)} {
 		if err := os.RemoveAll(o.path(p)); err != nil {

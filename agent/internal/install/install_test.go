@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/agent/internal/config"
+	"github.com/gatehouse/gatehouse/agent/internal/isolate"
 )
 
 // binary copies the test binary (an ELF file) beside a config.yaml.
@@ -89,10 +90,19 @@ func TestInstallStatusUpdateUninstall(t *testing.T) {
 		t.Error("update with a non-ELF file: got nil error")
 	}
 
+	// Isolation pins left by an isolated agent (in a --root install, plain
+	// files where bpffs would be) go too.
+	pins := filepath.Join(root, isolate.DefaultPinDir)
+	if err := os.MkdirAll(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pins, "link_egress"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := Uninstall(ctx, o); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{BinaryPath, ConfigPath, UnitPath, DataDir} {
+	for _, p := range []string{BinaryPath, ConfigPath, UnitPath, DataDir, isolate.DefaultPinDir} {
 		if _, err := os.Stat(filepath.Join(root, p)); !os.IsNotExist(err) {
 			t.Errorf("%s still there after uninstall (err %v)", p, err)
 		}

@@ -373,3 +373,32 @@ func probeOne(l *lab, t *testing.T, proto, addr string) error {
 	res := l.probes(t, addr)
 	return res[proto+" "+addr]
 }
+
+// Uninstall's part: an isolated host whose agent is gone is released by
+// RemovePins, and nothing is left pinned.
+func TestRemovePinsReleasesHost(t *testing.T) {
+	l := newLab(t)
+	ctx := context.Background()
+	l.waitReachable(t)
+	iso := l.isolator(t, filepath.Join(t.TempDir(), "isolation.json"))
+	pol := Policy{Isolated: true, AllowCIDRs: []netip.Prefix{
+		netip.MustParsePrefix(allowed4 + "/32"), netip.MustParsePrefix(allowed6 + "/128")}}
+	if err := iso.Apply(ctx, pol); err != nil {
+		t.Fatalf("Apply isolated: %v", err)
+	}
+	iso.Close() // the agent stops; the pinned links keep enforcing
+	l.checkProbes(t, "agent stopped", true)
+	if !Pinned(l.pinDir) {
+		t.Fatal("Pinned after isolating: got false, want true")
+	}
+	if err := RemovePins(l.pinDir); err != nil {
+		t.Fatalf("RemovePins: %v", err)
+	}
+	l.checkProbes(t, "pins removed", false)
+	if _, err := os.Stat(l.pinDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin dir after RemovePins: got %v, want it gone", err)
+	}
+	if err := RemovePins(l.pinDir); err != nil {
+		t.Errorf("RemovePins again: got %v, want nil", err)
+	}
+}

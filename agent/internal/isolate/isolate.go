@@ -346,6 +346,16 @@ func (i *Isolator) Close() error {
 	return nil
 }
 
+// RemovePins detaches the isolation programs pinned under dir (default
+// DefaultPinDir) and removes the pins: what uninstall does, since pinned
+// links outlive the agent and would keep an uninstalled host isolated.
+func RemovePins(dir string) error {
+	if dir == "" {
+		dir = DefaultPinDir
+	}
+	return (&kernel{pinDir: dir}).remove()
+}
+
 // Pinned reports whether any isolation pin exists under dir (for a
 // diagnostic: "gatehouse-agent status" without a running agent).
 func Pinned(dir string) bool {
