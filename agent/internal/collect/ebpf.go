@@ -40,9 +40,9 @@ func KernelLost(m *ebpf.Map) uint64 {
 // often even if no record woke it.
 const idleWait = 5 * time.Second
 
-// ReadRecords hands every record of the ring buffer events (read through
-// rd) to handle until ctx ends (it then hands what is still in the ring and
-// returns nil) or the ring buffer fails.
+// ReadRecords hands every record of the ring buffer events to handle until
+// ctx ends (it then hands what is still in the ring and returns nil) or the
+// ring buffer fails.
 //
 // The programs do not wake the reader per record (bpf/wakeup.h). An idle
 // reader arms them (armed, the programs' reader_armed map): the next record
@@ -54,7 +54,12 @@ const idleWait = 5 * time.Second
 // The waits park in the Go netpoller, not in a blocking epoll_wait: while
 // a thread blocks in a system call the runtime's sysmon cannot sleep and
 // polls every 20 µs, which alone cost more than the collectors' own work.
-func ReadRecords(ctx context.Context, events, armed *ebpf.Map, rd *ringbuf.Reader, every time.Duration, handle func(raw []byte)) error {
+func ReadRecords(ctx context.Context, events, armed *ebpf.Map, every time.Duration, handle func(raw []byte)) error {
+	rd, err := ringbuf.NewReader(events)
+	if err != nil {
+		return fmt.Errorf("ring buffer: %w", err)
+	}
+	defer rd.Close()
 	w, err := newReadableWaiter(events)
 	if err != nil {
 		return err

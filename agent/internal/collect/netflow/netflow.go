@@ -16,7 +16,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -133,11 +132,6 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, err := ringbuf.NewReader(objs.Events)
-	if err != nil {
-		return fmt.Errorf("netflow collector: ring buffer: %w", err)
-	}
-	defer rd.Close()
 	// The accept hooks first, so no accepted socket misses its owner.
 	for _, a := range []struct {
 		name string
@@ -159,7 +153,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("netflow collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	if err := collect.ReadRecords(ctx, objs.Events, objs.ReaderArmed, rd, c.opts.DrainEvery, func(raw []byte) {
+	if err := collect.ReadRecords(ctx, objs.Events, objs.ReaderArmed, c.opts.DrainEvery, func(raw []byte) {
 		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)

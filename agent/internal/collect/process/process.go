@@ -19,7 +19,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -148,11 +147,6 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rd, err := ringbuf.NewReader(objs.Events)
-	if err != nil {
-		return fmt.Errorf("process collector: ring buffer: %w", err)
-	}
-	defer rd.Close()
 	lexec, err := link.Tracepoint("sched", "sched_process_exec", objs.OnExec, nil)
 	if err != nil {
 		return fmt.Errorf("process collector: attach sched_process_exec: %w", err)
@@ -167,7 +161,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	c.log.Info("process collector running", "tier", c.tier.Load())
 	close(c.ready)
 
-	if err := collect.ReadRecords(ctx, objs.Events, objs.ReaderArmed, rd, c.opts.DrainEvery, func(raw []byte) {
+	if err := collect.ReadRecords(ctx, objs.Events, objs.ReaderArmed, c.opts.DrainEvery, func(raw []byte) {
 		r, err := decodeRecord(raw)
 		if err != nil {
 			c.decodeErrs.Add(1)
