@@ -8,6 +8,15 @@
 // (renamed away or deleted) is finished to EOF and then closed; a file that
 // shrank was truncated (copytruncate) and is read again from 0.
 //
+// A line longer than its source's MaxLine keeps its first MaxLine bytes and
+// is flagged log.flags: ["truncated"]; the rest of it, up to its newline, is
+// skipped, so the next line is an event of its own.
+//
+// At start, a checkpointed file that no glob matches any more was rotated
+// while the agent was stopped (app.log -> app.log.1): it is looked for by
+// identity in the globs' directories and finished from its checkpoint; when
+// it is gone, the loss is logged.
+//
 // Checkpoints: each event carries the offset just past its line; the batcher
 // puts them into the ring in the same write as the batch, so the ring always
 // knows how far each file went. The tailer copies the ring's checkpoints to
@@ -28,6 +37,7 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
@@ -45,15 +55,33 @@ type Checkpoints interface {
 	ForgetCheckpoints(ids []ring.FileID)
 }
 
+// DefaultMaxLine is the longest line kept whole unless a source says
+// otherwise.
+const DefaultMaxLine = 1 << 20
+
+// maxEvent bounds one event's JSON: a batch holding it must fit a 4 MiB
+// frame (framing.MaxFrameSize). A line of MaxLine bytes that escaping
+// (control characters, invalid UTF-8) would blow up beyond it is cut further.
+const maxEvent = 3 << 20
+
+// Source is a set of globs whose lines are kept up to MaxLine bytes.
+type Source struct {
+	Globs   []string
+	MaxLine int // DefaultMaxLine when 0
+}
+
 // Options configures a Tailer.
 type Options struct {
+	// Globs and MaxLine are one source; Sources adds more. A file matched by
+	// several sources takes the largest MaxLine.
 	Globs          []string
+	MaxLine        int // longer lines are truncated; default DefaultMaxLine
+	Sources        []Source
 	CheckpointPath string // <data_dir>/checkpoints.json
 	Source         ecs.Source
 	Poll           time.Duration // read followed files; default 250ms
 	Rescan         time.Duration // match globs again; default 5s
 	SaveEvery      time.Duration // write CheckpointPath; default 5s
-	MaxLine        int           // longer lines are cut; default 64 KiB
 	Now            func() time.Time
 	Logger         *slog.Logger
 }
@@ -62,12 +90,33 @@ type followed struct {
 	id      ring.FileID
 	path    string
 	f       *os.File
+	maxLine int
 	gen     uint64
 	offset  int64  // just past the last complete line handed out
+	size    int64  // at the last read: what a loss while stopped would be
 	partial []byte // bytes read after offset, no newline yet
-	gone    bool   // no longer matched by the globs
-	idle    int    // polls without data since gone
+	// long: partial is the first maxLine bytes of a longer line and skipped
+	// bytes of it followed; the event goes out at its newline.
+	long    bool
+	skipped int64
+	gone    bool // no longer matched by the globs
+	idle    int  // polls without data since gone
 }
+
+// savedCheckpoint is a record of CheckpointPath: the ring's checkpoint, the
+// file's size when saved (so that a file removed while the agent was
+// stopped can be told how much it lost), and whether the file was finished
+// (rotated away and read to its end: its checkpoint, still in undelivered
+// ring entries, is no loss when the file is gone).
+type savedCheckpoint struct {
+	ring.Checkpoint
+	Size     int64  `json:"size,omitempty"`
+	Finished bool   `json:"finished,omitempty"`
+	at       uint64 // order of finishing, in memory only
+}
+
+// maxFinished bounds the finished files remembered in CheckpointPath.
+const maxFinished = 64
 
 // Tailer follows the files. Run owns all its state.
 type Tailer struct {
@@ -76,14 +125,21 @@ type Tailer struct {
 	ckpts Checkpoints
 	log   *slog.Logger
 
-	files  map[ring.FileID]*followed
-	order  []ring.FileID // first seen first: an old file is finished before its successor
-	start  map[ring.FileID]ring.Checkpoint
-	buf    []byte
-	saved  []byte // the checkpoint file as last written
-	readN  int64  // bytes read so far (poll backs off while it stays put)
-	lines  atomic.Uint64
-	errors atomic.Uint64
+	files map[ring.FileID]*followed
+	order []ring.FileID // first seen first: an old file is finished before its successor
+	// start holds the checkpoints of the files not yet opened; it is nil
+	// after the first scan (files found later are new, read from 0).
+	start     map[ring.FileID]ring.Checkpoint
+	sizes     map[ring.FileID]int64           // sizes saved with the checkpoints
+	finished  map[ring.FileID]savedCheckpoint // files finished, possibly still in the ring
+	finishN   uint64
+	buf       []byte
+	saved     []byte // the checkpoint file as last written
+	readN     int64  // bytes read so far (poll backs off while it stays put)
+	lines     atomic.Uint64
+	truncated atomic.Uint64
+	lost      atomic.Uint64
+	errors    atomic.Uint64
 }
 
 // New returns a Tailer; it starts nothing.
@@ -97,8 +153,13 @@ func New(opts Options, sink Sink, ckpts Checkpoints) *Tailer {
 	if opts.SaveEvery <= 0 {
 		opts.SaveEvery = 5 * time.Second
 	}
-	if opts.MaxLine <= 0 {
-		opts.MaxLine = 64 << 10
+	if len(opts.Globs) > 0 {
+		opts.Sources = append([]Source{{Globs: opts.Globs, MaxLine: opts.MaxLine}}, opts.Sources...)
+	}
+	for i := range opts.Sources {
+		if opts.Sources[i].MaxLine <= 0 {
+			opts.Sources[i].MaxLine = DefaultMaxLine
+		}
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -106,7 +167,19 @@ func New(opts Options, sink Sink, ckpts Checkpoints) *Tailer {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Tailer{opts: opts, sink: sink, ckpts: ckpts, log: opts.Logger, files: map[ring.FileID]*followed{}}
+	return &Tailer{opts: opts, sink: sink, ckpts: ckpts, log: opts.Logger, files: map[ring.FileID]*followed{}, finished: map[ring.FileID]savedCheckpoint{}}
+}
+
+// Stats counts what the tailer did since it started.
+type Stats struct {
+	Lines     uint64 // lines handed to the sink
+	Truncated uint64 // of them, cut at their source's MaxLine
+	LostFiles uint64 // files rotated away and removed while the agent was stopped, not read to their end
+}
+
+// Stats returns the counters; safe to call from any goroutine.
+func (t *Tailer) Stats() Stats {
+	return Stats{Lines: t.lines.Load(), Truncated: t.truncated.Load(), LostFiles: t.lost.Load()}
 }
 
 // Lines is how many lines were handed to the sink.
@@ -157,26 +230,39 @@ func (t *Tailer) Run(ctx context.Context) error {
 // and the checkpoint file's.
 func (t *Tailer) loadCheckpoints() error {
 	t.start = map[ring.FileID]ring.Checkpoint{}
+	t.sizes = map[ring.FileID]int64{}
+	t.finished = map[ring.FileID]savedCheckpoint{}
 	merge := func(c ring.Checkpoint) {
 		if old, ok := t.start[c.ID()]; !ok || c.After(old) {
 			t.start[c.ID()] = c
 		}
 	}
+	inRing := map[ring.FileID]bool{}
 	if t.ckpts != nil {
 		for _, c := range t.ckpts.Checkpoints() {
 			merge(c)
+			inRing[c.ID()] = true
 		}
 	}
 	if t.opts.CheckpointPath != "" {
 		b, err := os.ReadFile(t.opts.CheckpointPath)
 		switch {
 		case err == nil:
-			var cs []ring.Checkpoint
+			var cs []savedCheckpoint
 			if err := json.Unmarshal(b, &cs); err != nil {
 				t.log.Warn("checkpoint file unreadable, using the ring's checkpoints", "path", t.opts.CheckpointPath, "err", err)
 			}
 			for _, c := range cs {
-				merge(c)
+				if !c.Finished {
+					merge(c.Checkpoint)
+					if c.Size > 0 {
+						t.sizes[c.ID()] = c.Size
+					}
+				} else if inRing[c.ID()] {
+					// Still in undelivered ring entries: remember that
+					// it was read to its end.
+					t.finished[c.ID()] = c
+				}
 			}
 		case !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("read checkpoints %s: %w", t.opts.CheckpointPath, err)
@@ -185,22 +271,23 @@ func (t *Tailer) loadCheckpoints() error {
 	return nil
 }
 
+// candidate is a file a scan found and does not follow yet.
+type candidate struct {
+	path    string
+	id      ring.FileID
+	size    int64
+	maxLine int
+	matched bool // by a glob; else found by identity beside them
+}
+
 // scan matches the globs: new files are followed, files no longer matched
-// are marked gone.
+// are marked gone. The first scan also resumes files rotated while the
+// agent was stopped.
 func (t *Tailer) scan() {
 	seen := map[ring.FileID]bool{}
-	var paths []string
-	for _, g := range t.opts.Globs {
-		m, err := filepath.Glob(g)
-		if err != nil {
-			t.log.Error("bad glob", "glob", g, "err", err)
-			continue
-		}
-		paths = append(paths, m...)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		fi, err := os.Stat(p)
+	var cands []candidate
+	for _, m := range t.match() {
+		fi, err := os.Stat(m.path)
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
@@ -213,12 +300,26 @@ func (t *Tailer) scan() {
 		}
 		seen[id] = true
 		if f, ok := t.files[id]; ok {
-			f.path = p // renamed but still matched (app.log -> app.log.1)
+			f.path = m.path // renamed but still matched (app.log -> app.log.1)
 			f.gone, f.idle = false, 0
+			f.maxLine = m.maxLine
 			continue
 		}
-		t.open(p, id, fi.Size())
+		cands = append(cands, candidate{path: m.path, id: id, size: fi.Size(), maxLine: m.maxLine, matched: true})
 	}
+	if t.start != nil {
+		cands = append(cands, t.rotatedWhileStopped(seen)...)
+		// Files with a checkpoint are older than new ones: finish them first.
+		sort.SliceStable(cands, func(i, j int) bool {
+			_, ci := t.start[cands[i].id]
+			_, cj := t.start[cands[j].id]
+			return ci && !cj
+		})
+	}
+	for _, c := range cands {
+		t.open(c)
+	}
+	t.start = nil
 	for id, f := range t.files {
 		if !seen[id] && !f.gone {
 			f.gone = true
@@ -227,11 +328,40 @@ func (t *Tailer) scan() {
 	}
 }
 
-func (t *Tailer) open(path string, id ring.FileID, size int64) {
-	fh, err := os.Open(path)
+type match struct {
+	path    string
+	maxLine int
+}
+
+// match returns every path the globs match, sorted, with the largest
+// MaxLine of the sources matching it.
+func (t *Tailer) match() []match {
+	byPath := map[string]int{}
+	for _, src := range t.opts.Sources {
+		for _, g := range src.Globs {
+			m, err := filepath.Glob(g)
+			if err != nil {
+				t.log.Error("bad glob", "glob", g, "err", err)
+				continue
+			}
+			for _, p := range m {
+				byPath[p] = max(byPath[p], src.MaxLine)
+			}
+		}
+	}
+	out := make([]match, 0, len(byPath))
+	for p, n := range byPath {
+		out = append(out, match{p, n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out
+}
+
+func (t *Tailer) open(c candidate) {
+	fh, err := os.Open(c.path)
 	if err != nil {
 		t.errors.Add(1)
-		t.log.Warn("open log file", "path", path, "err", err)
+		t.log.Warn("open log file", "path", c.path, "err", err)
 		return
 	}
 	fi, err := fh.Stat()
@@ -239,24 +369,35 @@ func (t *Tailer) open(path string, id ring.FileID, size int64) {
 		fh.Close()
 		return
 	}
-	if got, err := fileID(fi); err != nil || got != id {
+	if got, err := fileID(fi); err != nil || got != c.id {
 		fh.Close() // replaced between stat and open: next scan
 		return
 	}
-	f := &followed{id: id, path: path, f: fh}
-	if c, ok := t.start[id]; ok {
-		f.gen = c.Gen
-		if size >= c.Offset {
-			f.offset = c.Offset
+	f := &followed{id: c.id, path: c.path, f: fh, maxLine: c.maxLine, gone: !c.matched}
+	if ck, ok := t.start[c.id]; ok {
+		f.gen = ck.Gen
+		if c.size >= ck.Offset {
+			f.offset = ck.Offset
+			if ck.Path != c.path && ck.Path != "" && c.size > ck.Offset {
+				t.log.Info(fmt.Sprintf("resuming %s rotated to %s while stopped at offset %d", filepath.Base(ck.Path), filepath.Base(c.path), ck.Offset),
+					"path", ck.Path, "rotated_to", c.path, "offset", ck.Offset, "unread_bytes", c.size-ck.Offset)
+			}
 		} else {
 			f.gen++
-			t.log.Info("log file shrank while stopped, reading it from the start", "path", path)
+			if size := t.sizes[c.id]; size > ck.Offset {
+				// Truncated (copytruncate) or deleted and its inode reused.
+				t.lost.Add(1)
+				t.log.Warn("log file truncated or replaced while the agent was stopped: its lines after the checkpoint are lost; reading it from the start",
+					"path", c.path, "offset", ck.Offset, "lost_bytes", fmt.Sprintf("at least %d", size-ck.Offset))
+			} else {
+				t.log.Info("log file shrank while stopped, reading it from the start", "path", c.path, "offset", ck.Offset)
+			}
 		}
-		delete(t.start, id)
+		delete(t.start, c.id)
 	}
-	t.files[id] = f
-	t.order = append(t.order, id)
-	t.log.Info("following log file", "path", path, "offset", f.offset)
+	t.files[c.id] = f
+	t.order = append(t.order, c.id)
+	t.log.Info("following log file", "path", c.path, "offset", f.offset)
 }
 
 // poll reads every followed file to EOF, oldest-seen first.
@@ -300,11 +441,12 @@ func (t *Tailer) read(f *followed) int {
 	if err != nil {
 		return 0
 	}
-	pos := f.offset + int64(len(f.partial))
+	f.size = fi.Size()
+	pos := f.offset + int64(len(f.partial)) + f.skipped
 	if fi.Size() < pos {
 		t.log.Info("log file truncated, reading it from the start", "path", f.path, "size", fi.Size(), "offset", pos)
 		f.gen++
-		f.offset, f.partial, pos = 0, f.partial[:0], 0
+		f.offset, f.partial, f.long, f.skipped, pos = 0, f.partial[:0], false, 0, 0
 	}
 	if t.buf == nil {
 		t.buf = make([]byte, 32<<10)
@@ -316,8 +458,7 @@ func (t *Tailer) read(f *followed) int {
 			total += n
 			t.readN += int64(n)
 			pos += int64(n)
-			f.partial = append(f.partial, t.buf[:n]...)
-			t.emitLines(f)
+			t.consume(f, t.buf[:n])
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -329,44 +470,88 @@ func (t *Tailer) read(f *followed) int {
 	}
 }
 
-// emitLines hands out every complete line of f.partial.
+// consume takes bytes read from f after what it holds.
+func (t *Tailer) consume(f *followed, b []byte) {
+	if f.long {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			f.skipped += int64(len(b))
+			return
+		}
+		f.skipped += int64(i + 1)
+		t.emitLong(f)
+		b = b[i+1:]
+	}
+	f.partial = append(f.partial, b...)
+	t.emitLines(f)
+}
+
+// emitLines hands out every complete line of f.partial; a line that grows
+// beyond f.maxLine without a newline turns f long.
 func (t *Tailer) emitLines(f *followed) {
 	for {
 		i := bytes.IndexByte(f.partial, '\n')
 		if i < 0 {
-			if len(f.partial) >= t.opts.MaxLine {
-				t.emit(f, f.partial[:t.opts.MaxLine], t.opts.MaxLine)
-				continue
+			if len(f.partial) > f.maxLine {
+				f.long, f.skipped = true, int64(len(f.partial)-f.maxLine)
+				f.partial = f.partial[:f.maxLine]
+				return
 			}
 			if len(f.partial) == 0 {
 				f.partial = nil // let a burst's buffer go
 			}
 			return
 		}
-		line := f.partial[:i]
-		if len(line) > t.opts.MaxLine {
-			line = line[:t.opts.MaxLine]
+		line, cut := f.partial[:i], false
+		if len(line) > f.maxLine {
+			line, cut = line[:f.maxLine], true
 		}
-		t.emit(f, line, i+1)
+		t.emit(f, line, int64(i+1), cut)
+		f.partial = f.partial[i+1:]
 	}
 }
 
-// emit sends one line and consumes n bytes.
-func (t *Tailer) emit(f *followed, line []byte, n int) {
+// emitLong hands out the kept head of a long line whose newline was read.
+func (t *Tailer) emitLong(f *followed) {
+	t.emit(f, f.partial, int64(len(f.partial))+f.skipped, true)
+	f.partial, f.long, f.skipped = nil, false, 0
+}
+
+// emit sends one line that took n bytes of the file (cut: it was longer).
+func (t *Tailer) emit(f *followed, line []byte, n int64, cut bool) {
 	start := f.offset
-	f.offset += int64(n)
-	f.partial = f.partial[n:]
+	f.offset += n
 	line = bytes.TrimSuffix(line, []byte{'\r'})
-	ev, err := json.Marshal(logLine{
+	if cut {
+		line = runeStart(line)
+	}
+	doc := logLine{
 		Base: t.opts.Source.NewBase(t.opts.Now(), ecs.Event{
 			Kind: "event", Category: []string{"host"}, Type: []string{"info"},
 			Action: "log-line", Dataset: "log", Module: "logfile",
 		}),
 		Log:     logField{File: logFile{Path: f.path}, Offset: start},
 		Message: string(line),
-	})
-	if err != nil {
-		return
+	}
+	var ev []byte
+	for {
+		if cut {
+			doc.Log.Flags = []string{"truncated"}
+		}
+		var err error
+		if ev, err = json.Marshal(doc); err != nil {
+			return
+		}
+		if len(ev) <= maxEvent {
+			break
+		}
+		// Escapes made it too big for a frame: keep what fits.
+		keep := len(doc.Message) * (maxEvent - 4<<10) / len(ev)
+		doc.Message, cut = string(runeStart([]byte(doc.Message[:keep]))), true
+	}
+	if cut {
+		t.truncated.Add(1)
+		t.log.Debug("long log line truncated", "path", f.path, "offset", start, "bytes", n, "kept", len(doc.Message))
 	}
 	ck := ring.Checkpoint{Dev: f.id.Dev, Ino: f.id.Ino, Gen: f.gen, Offset: f.offset, Path: f.path}
 	if err := t.sink.Add(ev, &ck); err != nil {
@@ -376,12 +561,30 @@ func (t *Tailer) emit(f *followed, line []byte, n int) {
 	t.lines.Add(1)
 }
 
+// runeStart drops a UTF-8 sequence cut short at the end of b.
+func runeStart(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			break
+		}
+	}
+	return b
+}
+
 // finish hands out a gone file's unterminated last line and closes it.
 func (t *Tailer) finish(f *followed) {
-	if len(f.partial) > 0 {
-		t.emit(f, f.partial, len(f.partial))
+	switch {
+	case f.long:
+		t.emitLong(f)
+	case len(f.partial) > 0:
+		t.emit(f, f.partial, int64(len(f.partial)), false)
+		f.partial = nil
 	}
 	f.f.Close()
+	t.rememberFinished(f)
 	t.log.Info("finished log file", "path", f.path, "offset", f.offset)
 }
 
@@ -393,18 +596,27 @@ func (t *Tailer) closeAll() {
 	t.order = nil
 }
 
-// save writes the ring's checkpoints of followed files to CheckpointPath.
+// save writes the ring's checkpoints of followed files, with their sizes,
+// and the finished files to CheckpointPath.
 func (t *Tailer) save() {
 	if t.opts.CheckpointPath == "" || t.ckpts == nil {
 		return
 	}
-	var cs []ring.Checkpoint
+	var cs []savedCheckpoint
 	for _, c := range t.ckpts.Checkpoints() {
-		if _, ok := t.files[c.ID()]; ok {
-			cs = append(cs, c)
+		if f, ok := t.files[c.ID()]; ok {
+			cs = append(cs, savedCheckpoint{Checkpoint: c, Size: f.size})
 		}
 	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].Path < cs[j].Path })
+	for _, c := range t.finished {
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].Path != cs[j].Path {
+			return cs[i].Path < cs[j].Path
+		}
+		return cs[i].Ino < cs[j].Ino
+	})
 	b, err := json.MarshalIndent(cs, "", "  ")
 	if err != nil {
 		return
@@ -426,8 +638,9 @@ type logLine struct {
 }
 
 type logField struct {
-	File   logFile `json:"file"`
-	Offset int64   `json:"offset"`
+	File   logFile  `json:"file"`
+	Offset int64    `json:"offset"`
+	Flags  []string `json:"flags,omitempty"` // ECS log.flags: "truncated"
 }
 
 type logFile struct {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
@@ -15,6 +16,8 @@ import (
 type fakeRing struct {
 	msgs    []string
 	offsets []int64
+	flags   [][]string
+	sizes   []int
 	ckpt    map[ring.FileID]ring.Checkpoint
 }
 
@@ -24,7 +27,8 @@ func (r *fakeRing) Add(ev []byte, ck *ring.Checkpoint) error {
 	var doc struct {
 		Message string `json:"message"`
 		Log     struct {
-			Offset int64 `json:"offset"`
+			Offset int64    `json:"offset"`
+			Flags  []string `json:"flags"`
 		} `json:"log"`
 	}
 	if err := json.Unmarshal(ev, &doc); err != nil {
@@ -32,6 +36,8 @@ func (r *fakeRing) Add(ev []byte, ck *ring.Checkpoint) error {
 	}
 	r.msgs = append(r.msgs, doc.Message)
 	r.offsets = append(r.offsets, doc.Log.Offset)
+	r.flags = append(r.flags, doc.Log.Flags)
+	r.sizes = append(r.sizes, len(ev))
 	if old, ok := r.ckpt[ck.ID()]; !ok || ck.After(old) {
 		r.ckpt[ck.ID()] = *ck
 	}
@@ -197,5 +203,80 @@ func TestRestartResumesAtCheckpoint(t *testing.T) {
 			step(tl2)
 			want(t, "second run", r2.take(), []string{"3", "4"})
 		})
+	}
+}
+
+func TestLongLines(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	r := newFakeRing()
+	tl := New(Options{Globs: []string{p}, MaxLine: 8}, r, r)
+	if err := tl.loadCheckpoints(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tl.closeAll)
+	// Exactly MaxLine stays whole; one more byte is cut and flagged; a long
+	// line written in pieces is one event at its newline.
+	write(t, p, "12345678\n123456789\nabcdefghij")
+	step(tl)
+	want(t, "first", r.take(), []string{"12345678", "12345678"})
+	write(t, p, "klmnop")
+	tl.poll()
+	want(t, "long line without its newline yet", r.take(), nil)
+	write(t, p, "qrs\nnext\n")
+	tl.poll()
+	want(t, "long line and the next", r.take(), []string{"abcdefgh", "next"})
+	if got, want := r.flags, [][]string{nil, {"truncated"}, {"truncated"}, nil}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("log.flags: got %q, want %q", got, want)
+	}
+	if got, want := r.offsets, []int64{0, 9, 19, 39}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("log.offset: got %v, want %v", got, want)
+	}
+	for _, c := range r.ckpt {
+		if c.Offset != 44 {
+			t.Fatalf("checkpoint: got offset %d, want 44 (past the last newline)", c.Offset)
+		}
+	}
+	if got := tl.Stats().Truncated; got != 2 {
+		t.Fatalf("truncated lines: got %d, want 2", got)
+	}
+}
+
+// A line longer than the read buffer, and a multi-byte rune cut in two.
+func TestLongLineAcrossReads(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	long := strings.Repeat("é", 100<<10) // 200 KiB
+	write(t, p, long+"\nafter\n")
+	r := newFakeRing()
+	tl := New(Options{Globs: []string{p}, MaxLine: 64<<10 + 1}, r, r)
+	tl.loadCheckpoints()
+	t.Cleanup(tl.closeAll)
+	step(tl)
+	got := r.take()
+	if len(got) != 2 || got[1] != "after" {
+		t.Fatalf("got %d events (%.20q...), want the long line then \"after\"", len(got), got)
+	}
+	if want := long[:64<<10]; got[0] != want {
+		t.Fatalf("kept %d bytes, want the first %d (whole runes)", len(got[0]), len(want))
+	}
+}
+
+// A line of control characters that JSON escaping would blow up past a
+// frame is cut further.
+func TestEscapedLineFitsAnEvent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.log")
+	write(t, p, strings.Repeat("\x01", 1<<20)+"\nok\n")
+	r := newFakeRing()
+	tl := New(Options{Globs: []string{p}}, r, r)
+	tl.loadCheckpoints()
+	t.Cleanup(tl.closeAll)
+	step(tl)
+	if got := r.take(); len(got) != 2 || got[1] != "ok" {
+		t.Fatalf("got %d events, want 2", len(got))
+	}
+	if r.sizes[0] > maxEvent || !reflect.DeepEqual(r.flags[0], []string{"truncated"}) {
+		t.Fatalf("event of %d bytes flagged %q, want at most %d and truncated", r.sizes[0], r.flags[0], maxEvent)
 	}
 }
