@@ -84,12 +84,12 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		a.tier = t
 	}
 	a.coll = newCollectors(cfg, a.tier, log, src, r)
-	var globs []string
+	var sources []logtail.Source
 	for _, l := range cfg.Logs {
-		globs = append(globs, l.Paths...)
+		sources = append(sources, logtail.Source{Globs: l.Paths, MaxLine: l.MaxLine()})
 	}
 	a.tailer = logtail.New(logtail.Options{
-		Globs: globs, CheckpointPath: filepath.Join(cfg.DataDir, "checkpoints.json"), Source: src,
+		Sources: sources, CheckpointPath: filepath.Join(cfg.DataDir, "checkpoints.json"), Source: src,
 		Logger: log.With("component", "logtail"),
 	}, a.bulk, r)
 	if s, err := hoststats.NewSampler(); err != nil {
@@ -221,11 +221,13 @@ func (a *Agent) statusLoop(ctx context.Context) {
 func (a *Agent) Status() status.Status {
 	cs := a.client.Status()
 	rs := a.ring.Stats()
+	ls := a.tailer.Stats()
 	return status.Status{
 		AgentID: a.id.ID(), State: cs.State, Relay: cs.Relay, LastError: cs.LastError,
 		Transport: cs.Transport, Proxy: cs.Proxy, PolicyTier: a.PolicyTier(),
 		Ring: status.Ring{Batches: rs.Batches, Bytes: rs.Bytes, MaxBytes: rs.MaxBytes,
 			DroppedBatches: rs.DroppedBatches, DroppedBytes: rs.DroppedBytes},
+		Logs:    status.Logs{Lines: ls.Lines, TruncatedLines: ls.Truncated, LostFiles: ls.LostFiles},
 		NextSeq: rs.NextSeq, Pending: rs.Pending, SpooledUndelivered: rs.Spooled,
 		DeliveredTotal: rs.DeliveredTotal, RejectedTotal: rs.RejectedBatches,
 		UpdatedAt: time.Now().UTC(),

@@ -67,7 +67,17 @@ type Batch struct {
 // LogSource is a set of log file globs (filepath.Match syntax, no "**").
 type LogSource struct {
 	Paths []string `yaml:"paths"`
+	// MaxLineBytes: a longer line keeps its first MaxLineBytes bytes and is
+	// flagged truncated; 0 means DefaultMaxLineBytes.
+	MaxLineBytes int `yaml:"max_line_bytes"`
 }
+
+// DefaultMaxLineBytes is logs[].max_line_bytes when left out.
+const DefaultMaxLineBytes = 1 << 20
+
+// MaxMaxLineBytes bounds logs[].max_line_bytes: one line's event, escaped
+// as JSON, must fit one 4 MiB frame with its batch.
+const MaxMaxLineBytes = 2 << 20
 
 // Log configures the agent's own logging.
 type Log struct {
@@ -173,6 +183,11 @@ func (c *Config) Validate() error {
 				errs = append(errs, fmt.Errorf("logs[%d].paths: %w", i, err))
 			}
 		}
+		if n := src.MaxLineBytes; n != 0 && (n < 1024 || n > MaxMaxLineBytes) {
+			errs = append(errs, fmt.Errorf("logs[%d].max_line_bytes: %d, want 1024..%d (0: %d)", i, n, MaxMaxLineBytes, DefaultMaxLineBytes))
+		} else if c.Ring.MaxBytes > 0 && int64(src.MaxLine()) > c.Ring.MaxBytes/4 {
+			errs = append(errs, fmt.Errorf("logs[%d].max_line_bytes: %d, want at most a quarter of ring.max_bytes (%d)", i, src.MaxLine(), c.Ring.MaxBytes))
+		}
 	}
 	switch c.Transport.Mode {
 	case "auto", "quic", "tcp":
@@ -204,6 +219,14 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.ValidateCollectors()...)
 	return errors.Join(errs...)
+}
+
+// MaxLine is MaxLineBytes with its default applied.
+func (s LogSource) MaxLine() int {
+	if s.MaxLineBytes == 0 {
+		return DefaultMaxLineBytes
+	}
+	return s.MaxLineBytes
 }
 
 // ValidateGlob accepts absolute filepath.Match patterns ("*", "?", "[a-z]")

@@ -62,6 +62,9 @@ func TestInvalid(t *testing.T) {
 		{"short reprobe", "relays: [a:1]\ntransport: {quic_reprobe: 1s}\n", "transport.quic_reprobe"},
 		{"proxy scheme", "relays: [a:1]\nproxy: socks5://h:1080\n", "want http"},
 		{"proxy without port", "relays: [a:1]\nproxy: http://u:secret@h\n", "host and port"},
+		{"tiny max_line_bytes", "relays: [a:1]\nlogs: [{paths: [\"/x/*.log\"], max_line_bytes: 10}]\n", "logs[0].max_line_bytes"},
+		{"huge max_line_bytes", "relays: [a:1]\nlogs: [{paths: [\"/x/*.log\"], max_line_bytes: 4194304}]\n", "want 1024..2097152"},
+		{"max_line_bytes above the ring", "relays: [a:1]\nring: {max_bytes: 1048576}\nlogs: [{paths: [\"/x/*.log\"]}]\n", "quarter of ring.max_bytes"},
 		{"proxy with quic", "relays: [a:1]\nproxy: http://h:3128\ntransport: {mode: quic}\n", "never uses it"},
 	}
 	for _, tt := range tests {

@@ -21,6 +21,13 @@ type Ring struct {
 	DroppedBytes   uint64 `json:"dropped_bytes"`
 }
 
+// Logs counts the log collection (logs: in the config) since the agent started.
+type Logs struct {
+	Lines          uint64 `json:"lines"`           // lines queued as events
+	TruncatedLines uint64 `json:"truncated_lines"` // of them, longer than max_line_bytes and cut
+	LostFiles      uint64 `json:"lost_files"`      // removed or truncated while the agent was stopped before it read them to the end
+}
+
 // Status is the whole file.
 type Status struct {
 	AgentID            string    `json:"agent_id"`
@@ -31,6 +38,7 @@ type Status struct {
 	LastError          string    `json:"last_error"`
 	PolicyTier         string    `json:"policy_tier"` // server | workstation, as the collectors run now
 	Ring               Ring      `json:"ring"`
+	Logs               Logs      `json:"logs"`
 	NextSeq            uint64    `json:"next_seq"`
 	Pending            int       `json:"pending"`
 	SpooledUndelivered int       `json:"spooled_undelivered"`
@@ -82,6 +90,8 @@ func Text(w io.Writer, s Status, now time.Time) {
 	fmt.Fprintf(w, "last error:          %s\n", lastErr)
 	fmt.Fprintf(w, "ring:                %d batches, %d / %d bytes, %d dropped (%d bytes)\n",
 		s.Ring.Batches, s.Ring.Bytes, s.Ring.MaxBytes, s.Ring.DroppedBatches, s.Ring.DroppedBytes)
+	fmt.Fprintf(w, "log lines:           %d, %d truncated, %d files lost while stopped\n",
+		s.Logs.Lines, s.Logs.TruncatedLines, s.Logs.LostFiles)
 	fmt.Fprintf(w, "pending:             %d\n", s.Pending)
 	fmt.Fprintf(w, "spooled undelivered: %d\n", s.SpooledUndelivered)
 	fmt.Fprintf(w, "delivered total:     %d\n", s.DeliveredTotal)
