@@ -94,23 +94,36 @@ func newStatus() *cobra.Command {
 		Short: "Print the running agent's status",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "json" {
+			packaged := filepath.Join(root, install.ConfigPath)
+			if root != "/" && !cmd.Flags().Changed("config") {
+				cfgPath = packaged
+			}
+			// An agent run by hand (run --config FILE) is not the
+			// packaged service: show the paths of its own config.
+			byHand := cmd.Flags().Changed("config") && filepath.Clean(cfgPath) != packaged
+			if output != "json" && !byHand {
 				inst, err := install.Status(cmd.Context(), install.Options{Root: root})
 				if err != nil {
 					return err
 				}
 				fmt.Fprint(cmd.OutOrStdout(), inst)
 			}
-			if root != "/" && !cmd.Flags().Changed("config") {
-				cfgPath = filepath.Join(root, install.ConfigPath)
-			}
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
 			stPath := cfg.StatusPath()
-			if root != "/" {
+			if root != "/" && !byHand {
 				stPath = filepath.Join(root, stPath)
+			}
+			if output != "json" && byHand {
+				for _, p := range []string{cfgPath, cfg.DataDir, stPath} {
+					state := "present"
+					if _, err := os.Stat(p); err != nil {
+						state = "missing"
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%-45s %s\n", p, state)
+				}
 			}
 			st, err := status.Read(stPath)
 			if err != nil {
@@ -133,7 +146,7 @@ func newStatus() *cobra.Command {
 			}
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", defaultConfig, "agent YAML config file")
+	cmd.Flags().StringVar(&cfgPath, "config", defaultConfig, "agent YAML config file (an agent run by hand: its run --config)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&root, "root", "/", "installation root")
 	return cmd
