@@ -84,6 +84,9 @@ type Isolator struct {
 	allowed []netip.Prefix
 	lastErr string
 	closed  bool
+	// enforcing: this process isolated the host; saidOff: the start-up
+	// "not isolated" was logged (later confirmations are debug).
+	enforcing, saidOff bool
 }
 
 // New checks the options; it starts nothing and touches neither the kernel
@@ -186,12 +189,25 @@ func (i *Isolator) convergeLocked(ctx context.Context) error {
 	if !i.state.Isolated {
 		i.names.set(nil)
 		i.allowed = nil
+		pins, _ := os.ReadDir(i.opts.PinDir) // left by an isolated run that crashed or was cancelled while stopped
 		if err := i.kern.remove(); err != nil {
 			i.lastErr = err.Error()
 			return err
 		}
 		i.lastErr = ""
-		i.log.Info("isolation off: all traffic allowed, pins removed")
+		// Not being isolated is the normal state, re-sent on every
+		// connect: only a change is worth more than one calm line.
+		switch {
+		case i.enforcing:
+			i.log.Info("isolation cancelled: host released, all traffic allowed, pins removed")
+		case len(pins) > 0:
+			i.log.Info("isolation: not isolated; removed the pins a previous isolation left, all traffic allowed", "pin_dir", i.opts.PinDir)
+		case !i.saidOff:
+			i.log.Info("isolation: not isolated")
+		default:
+			i.log.Debug("isolation: not isolated")
+		}
+		i.enforcing, i.saidOff = false, true
 		return nil
 	}
 	i.names.set(i.wantNames())
@@ -204,6 +220,7 @@ func (i *Isolator) convergeLocked(ctx context.Context) error {
 	case i.kick <- struct{}{}:
 	default:
 	}
+	i.enforcing = true
 	i.log.Info("host isolated", "allowed_prefixes", len(i.allowed), "names", len(i.state.AllowNames), "relays", len(i.state.Relays))
 	if rerr != nil {
 		i.log.Warn("isolation: some allowed names did not resolve", "err", rerr)
