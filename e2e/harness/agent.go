@@ -72,6 +72,11 @@ type AgentStatus struct {
 		MaxBytes       int64 `json:"max_bytes"`
 		DroppedBatches int64 `json:"dropped_batches"`
 	} `json:"ring"`
+	Logs struct {
+		Lines          int64 `json:"lines"`
+		TruncatedLines int64 `json:"truncated_lines"`
+		LostFiles      int64 `json:"lost_files"`
+	} `json:"logs"`
 	NextSeq            uint64 `json:"next_seq"`
 	Pending            int64  `json:"pending"`
 	SpooledUndelivered int64  `json:"spooled_undelivered"`

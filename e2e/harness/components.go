@@ -179,26 +179,17 @@ func (c *Cloud) EnrollmentToken(ctx context.Context, s *Site) (string, error) {
 // the tenant, paging through every stored event.
 func (c *Cloud) Messages(ctx context.Context, tenantID string) (map[string]int, error) {
 	got := map[string]int{}
-	var after uint64
-	for {
-		page, err := c.Admin.QueryEvents(ctx, tenantID, "", after, 10000)
-		if err != nil {
-			return nil, err
+	err := c.eachEvent(ctx, tenantID, func(agentID string, seq uint64, raw []byte) error {
+		var ev struct {
+			Message string `json:"message"`
 		}
-		for _, e := range page.Events {
-			var ev struct {
-				Message string `json:"message"`
-			}
-			if err := json.Unmarshal(e.Event, &ev); err != nil {
-				return nil, fmt.Errorf("event %s/%d: %w", e.AgentID, e.Seq, err)
-			}
-			if ev.Message != "" {
-				got[ev.Message]++
-			}
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return fmt.Errorf("event %s/%d: %w", agentID, seq, err)
 		}
-		if len(page.Events) == 0 || page.Next <= after {
-			return got, nil
+		if ev.Message != "" {
+			got[ev.Message]++
 		}
-		after = page.Next
-	}
+		return nil
+	})
+	return got, err
 }
