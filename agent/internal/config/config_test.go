@@ -3,9 +3,12 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestLoad(t *testing.T) {
@@ -81,5 +84,63 @@ func TestInvalid(t *testing.T) {
 				t.Fatalf("got %v, want the password left out", err)
 			}
 		})
+	}
+}
+
+// The sample in docs/samples sets every key of Config, so that it shows
+// operators every setting: a key added to the struct but not to the sample
+// fails here.
+func TestSampleHasEveryKey(t *testing.T) {
+	const sample = "../../../docs/samples/agent.yaml"
+	if _, err := Load(sample); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	missingKeys(reflect.TypeOf(Config{}), doc, "", &missing)
+	if len(missing) > 0 {
+		t.Fatalf("%s lacks keys of the config struct: %s", sample, strings.Join(missing, ", "))
+	}
+}
+
+// missingKeys appends to out the yaml keys of struct type typ absent from m.
+func missingKeys(typ reflect.Type, m map[string]any, prefix string, out *[]string) {
+	for i := 0; i < typ.NumField(); i++ {
+		f := typ.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if opts == "inline" {
+			missingKeys(f.Type, m, prefix, out)
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		v, ok := m[name]
+		if !ok {
+			*out = append(*out, prefix+name)
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+			// A list of structs: its first element shows every key.
+			list, _ := v.([]any)
+			first := map[string]any{}
+			if len(list) > 0 {
+				first, _ = list[0].(map[string]any)
+			}
+			missingKeys(ft.Elem(), first, prefix+name+"[0].", out)
+			continue
+		}
+		if ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)) {
+			sub, _ := v.(map[string]any)
+			missingKeys(ft, sub, prefix+name+".", out)
+		}
 	}
 }
