@@ -18,7 +18,9 @@ import (
 func (t *Tailer) rotatedWhileStopped(seen map[ring.FileID]bool) []candidate {
 	want := map[ring.FileID]ring.Checkpoint{}
 	for id, c := range t.start {
-		if !seen[id] {
+		// The ring holds the checkpoints of every tailer (logs, auth): a
+		// file is this tailer's when its last path matches one of its globs.
+		if !seen[id] && t.owns(c.Path) {
 			want[id] = c
 		}
 	}
@@ -58,10 +60,6 @@ func (t *Tailer) rotatedWhileStopped(seen map[ring.FileID]bool) []candidate {
 		forget = append(forget, id)
 		if fc, ok := t.finished[id]; ok && !c.After(fc.Checkpoint) {
 			continue // read to its end before the stop: nothing lost
-		}
-		if !inDirs(dirs, filepath.Dir(c.Path)) {
-			t.log.Info("log file no longer collected (its glob left the configuration), dropping its checkpoint", "path", c.Path, "offset", c.Offset)
-			continue
 		}
 		t.lost.Add(1)
 		lost := "unknown (the file's size was not recorded)"
@@ -119,10 +117,13 @@ func (t *Tailer) globDirs() []string {
 	return out
 }
 
-func inDirs(dirs []string, dir string) bool {
-	for _, d := range dirs {
-		if d == dir {
-			return true
+// owns reports whether one of the globs matches path.
+func (t *Tailer) owns(path string) bool {
+	for _, src := range t.opts.Sources {
+		for _, g := range src.Globs {
+			if ok, _ := filepath.Match(g, path); ok {
+				return true
+			}
 		}
 	}
 	return false

@@ -182,3 +182,27 @@ func TestFinishedFileRemovedWhileStopped(t *testing.T) {
 		t.Errorf("lost files: got %d, want 0", got)
 	}
 }
+
+// The ring holds other tailers' checkpoints too (the auth collector's): a
+// file this tailer's globs never matched is neither resumed, nor reported
+// lost, nor forgotten.
+func TestOtherTailersCheckpointsLeftAlone(t *testing.T) {
+	dir := t.TempDir()
+	auth := filepath.Join(dir, "auth.log")
+	write(t, auth, lines(1, 2))
+	r := newFakeRing()
+	other := newTailer(t, r, "", auth)
+	step(other)
+	r.take()
+	other.closeAll()
+	os.Rename(auth, auth+".1") // rotated while stopped, beside this tailer's files
+	write(t, auth, lines(3, 3))
+
+	var log bytes.Buffer
+	tl := restartTailer(t, r, "", &log, filepath.Join(dir, "*.txt"))
+	step(tl)
+	want(t, "this tailer's events", r.take(), nil)
+	if strings.Contains(log.String(), "auth.log") || len(r.ckpt) != 1 {
+		t.Errorf("want the other tailer's file left alone (ring checkpoints %d); log:\n%s", len(r.ckpt), log.String())
+	}
+}
