@@ -210,3 +210,37 @@ func TestAgentRunByHandWords(t *testing.T) {
 		t.Errorf("agent log at start: want a calm \"isolation: not isolated\", no alarm\n%s", a.Tail(20))
 	}
 }
+
+// At the largest max_line_bytes (2 MiB) a plain 2 MiB line still arrives
+// whole, and one that JSON escaping would blow up (control characters, six
+// bytes each) is cut to fit a frame and flagged: neither sticks in the ring.
+func TestLongestLogLinesFitAFrame(t *testing.T) {
+	s := newSite(t, harness.RelayOptions{})
+	a, w := s.agentWith("agent-1", func(o *harness.AgentOptions) {
+		o.Extra = map[string]any{"logs": []map[string]any{{"paths": o.LogGlobs, "max_line_bytes": 2 << 20}}}
+	})
+	if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	plain := "plain " + strings.Repeat("p", 2<<20-len("plain "))
+	ctl := "ctl " + strings.Repeat("\x01", 2<<20-len("ctl "))
+	if err := os.WriteFile(w.Path, []byte(plain+"\n"+ctl+"\nafter\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var evs []harness.LogEvent
+	err := harness.WaitFor(s.ctx, 2*time.Minute, "three log events", func() (bool, error) {
+		var err error
+		evs, err = s.cloud.LogEvents(s.ctx, s.site.TenantID)
+		return err == nil && len(evs) >= 3, fmt.Errorf("%d log events (%v)", len(evs), err)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 || evs[0].Message != plain || evs[0].Flags != nil || evs[2].Message != "after" {
+		t.Fatalf("got %d events, want the 2 MiB line whole, the control line, \"after\"", len(evs))
+	}
+	if c := evs[1]; !strings.HasPrefix(c.Message, "ctl \x01") || len(c.Message) >= len(ctl) || !slices.Equal(c.Flags, []string{"truncated"}) {
+		t.Fatalf("control line: got %d bytes flagged %q, want a truncated prefix", len(c.Message), c.Flags)
+	}
+	t.Logf("control line of %d bytes kept %d", len(ctl), len(evs[1].Message))
+}
