@@ -39,3 +39,9 @@ func (r *Relay) LoseDataDir(keepIdentity bool) error {
 	}
 	return os.WriteFile(keyPath, key, 0o600)
 }
+
+// EnrollmentTokenInConfig is the cloud.enrollment_token the relay's config holds.
+func (r *Relay) EnrollmentTokenInConfig() string {
+	tok, _ := r.conf["cloud"].(map[string]any)["enrollment_token"].(string)
+	return tok
+}
