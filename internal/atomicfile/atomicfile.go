@@ -53,10 +53,17 @@ func write(path string, b []byte, perm os.FileMode, durable bool) error {
 	if !durable {
 		return nil
 	}
-	// The rename is durable only once the directory entry is on disk.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+	// The rename is durable only once the directory entry is on disk: a
+	// caller that acts on the new content (credentials, a checkpoint) must
+	// know when it is not.
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory of %s: %w", path, err)
+	}
+	err = d.Sync()
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("sync directory of %s: %w", path, err)
 	}
 	return nil
 }

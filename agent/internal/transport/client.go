@@ -101,6 +101,9 @@ type Client struct {
 	mu     sync.Mutex
 	status Status
 	reg    *Registration
+	// reregister: the relay did not know this registered agent (its data
+	// was lost or replaced), so the next hello carries the key again.
+	reregister bool
 }
 
 // New returns a Client; it starts nothing.
@@ -215,7 +218,14 @@ func (c *Client) Run(ctx context.Context) error {
 			attempt = 0
 		}
 		wait := c.backoff(attempt)
-		if KeyError(err) {
+		switch {
+		case c.registerAgain(err):
+			// Not an operator's problem: the next hello carries the key.
+			c.log.Warn("the relay does not know this agent (its data was lost or replaced); registering again with the configured registration key", "err", err)
+		case KeyError(err):
+			if unknownAgent(err) {
+				err = fmt.Errorf("%w; no registration_key is configured, so the agent cannot register again: set registration_key in its config", err)
+			}
 			wait = c.opts.KeyErrorBackoff/2 + rand.N(c.opts.KeyErrorBackoff/2+1)
 		}
 		attempt++
@@ -331,29 +341,52 @@ func (c *Client) hello() *agentv1.Hello {
 		Arch:           runtime.GOARCH,
 	}
 	c.mu.Lock()
-	registered := c.reg != nil
+	sendKey := c.reg == nil || c.reregister
 	c.mu.Unlock()
-	if !registered {
+	if sendKey {
 		h.RegistrationKey = c.opts.RegistrationKey
 	}
 	return h
 }
 
-func (c *Client) registered(rep *agentv1.HelloReply) {
+// registerAgain reports whether err says the relay does not know this
+// agent while a registration key is configured; the next hello then
+// carries the key again (same identity, same sequence numbers: the cloud
+// knows the agent and deduplicates what it resends).
+func (c *Client) registerAgain(err error) bool {
+	if !unknownAgent(err) || c.opts.RegistrationKey == "" {
+		return false
+	}
+	c.mu.Lock()
+	c.reregister = true
+	c.mu.Unlock()
+	return true
+}
+
+// registered records the relay's hello reply. again reports a registration
+// made again after the relay had forgotten the agent: that relay lost what
+// it had spooled, so batches it acknowledged must go out again.
+func (c *Client) registered(rep *agentv1.HelloReply) (again bool) {
 	c.mu.Lock()
 	reg := registrationFrom(rep, c.reg, c.opts.Now())
 	same := sameRegistration(reg, c.reg)
 	first := c.reg == nil
+	again = c.reregister && !first
+	c.reregister = false
 	c.reg = reg
 	c.mu.Unlock()
+	if again {
+		c.log.Info("registered again", "agent_id", reg.AgentID, "tenant", reg.TenantID, "group", reg.GroupID, "relay_id", reg.RelayID)
+	}
 	if same {
-		return
+		return again
 	}
 	if err := saveRegistration(c.opts.DataDir, reg); err != nil {
 		c.log.Error("save registration", "err", err)
-		return
+		return again
 	}
 	if first {
 		c.log.Info("registered", "agent_id", reg.AgentID, "tenant", reg.TenantID, "group", reg.GroupID, "relay_id", reg.RelayID)
 	}
+	return again
 }

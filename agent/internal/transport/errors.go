@@ -26,7 +26,7 @@ func (e *RelayError) Error() string {
 	case agentv1.Error_CODE_KEY_EXPIRED:
 		return "relay refused registration: key expired: " + msg
 	case agentv1.Error_CODE_UNKNOWN_AGENT:
-		return "relay does not know this agent and no registration key is configured: " + msg
+		return "relay does not know this agent: " + msg
 	}
 	return fmt.Sprintf("relay error %s: %s", e.Code, msg)
 }
@@ -43,6 +43,13 @@ func KeyError(err error) bool {
 		return true
 	}
 	return false
+}
+
+// unknownAgent reports whether the relay refused the agent as unknown (it
+// was never registered there, or the relay lost its registry).
+func unknownAgent(err error) bool {
+	var re *RelayError
+	return errors.As(err, &re) && re.Code == agentv1.Error_CODE_UNKNOWN_AGENT
 }
 
 // fromClose turns a QUIC application close by the relay into a RelayError.

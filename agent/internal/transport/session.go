@@ -38,8 +38,9 @@ type session struct {
 	hbEvery  time.Duration
 
 	// resendBefore, when set, makes batches spooled before it go out again:
-	// this session is with another relay than the last one, whose receipts
-	// for them this relay does not hold (the cloud deduplicates the resend).
+	// this session is with another relay than the last one, or with a relay
+	// that lost its data (the agent had to register again), so this relay
+	// does not hold them (the cloud deduplicates the resend).
 	resendBefore time.Time
 
 	wg      sync.WaitGroup
@@ -61,8 +62,8 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 	defer cancel()
 	s.cancel = cancel
 
-	s.c.registered(rep)
-	if prev := s.c.swapLastRelay(s.addr); prev != "" && prev != s.addr {
+	again := s.c.registered(rep)
+	if prev := s.c.swapLastRelay(s.addr); again || (prev != "" && prev != s.addr) {
 		s.resendBefore = s.c.opts.Now()
 	}
 	s.policyTier(rep.GetPolicyTier())

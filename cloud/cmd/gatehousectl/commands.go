@@ -252,6 +252,10 @@ func (a *app) relayCmd() *cobra.Command {
 	var tenant, site string
 	var validFor time.Duration
 	tok := &cobra.Command{Use: "enroll-token --tenant T --site S", Short: "Make a relay enrollment token (prints it)", Args: cobra.NoArgs,
+		Long: `Make a relay enrollment token for a site and print it; put it in the
+relay's cloud.enrollment_token. The token is valid for 24h (--valid-for) and
+enrolls one relay: the relay that used it may present it again while it is
+valid (it stopped before saving its credentials); another relay is refused.`,
 		RunE: a.run(func(ctx context.Context, c *adminapi.Client, _ []string) error {
 			t, err := c.CreateEnrollmentToken(ctx, tenant, site, validFor)
 			if err != nil {
@@ -266,7 +270,7 @@ func (a *app) relayCmd() *cobra.Command {
 	tenantFlag(tok, &tenant)
 	tok.Flags().StringVar(&site, "site", "", "site id")
 	tok.MarkFlagRequired("site")
-	tok.Flags().DurationVar(&validFor, "valid-for", 0, "validity (default 24h)")
+	tok.Flags().DurationVar(&validFor, "valid-for", 0, "how long the token can enroll a relay (default 24h)")
 	var ltenant string
 	list := &cobra.Command{Use: "list --tenant T", Short: "List relays", Args: cobra.NoArgs,
 		RunE: a.run(func(ctx context.Context, c *adminapi.Client, _ []string) error {

@@ -172,12 +172,20 @@ func (a *API) enroll(_ context.Context, _ store.Relay, _ *http.Request, body []b
 	if req.EnrollmentToken == "" {
 		return nil, fmt.Errorf("%w: enrollment_token is required", errBadRequest)
 	}
-	relay, secret, err := a.cfg.Store.Enroll(req.EnrollmentToken, req.RelayName, req.Hostname)
+	if err := cloudv1.VerifyEnrollment(&req); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	e, err := a.cfg.Store.EnrollRelay(req.EnrollmentToken, req.RelayName, req.Hostname, req.RelayPublicKey)
 	if err != nil {
 		return nil, err
 	}
-	a.log.Info("relay enrolled", "relay", relay.ID, "tenant", relay.TenantID, "site", relay.SiteID, "name", relay.Name, "hostname", relay.Hostname)
-	return &cloudv1.EnrollResponse{RelayId: relay.ID, TenantId: relay.TenantID, SiteId: relay.SiteID, RelaySecret: secret}, nil
+	relay := e.Relay
+	msg := "relay enrolled"
+	if e.Again {
+		msg = "relay enrolled again (same relay key; its secret is replaced)"
+	}
+	a.log.Info(msg, "relay", relay.ID, "tenant", relay.TenantID, "site", relay.SiteID, "name", relay.Name, "hostname", relay.Hostname)
+	return &cloudv1.EnrollResponse{RelayId: relay.ID, TenantId: relay.TenantID, SiteId: relay.SiteID, RelaySecret: e.Secret}, nil
 }
 
 func (a *API) register(_ context.Context, relay store.Relay, _ *http.Request, body []byte) (proto.Message, error) {

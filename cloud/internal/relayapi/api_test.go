@@ -361,3 +361,39 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Enrollment proves the relay key: a bad proof is a bad request, the same
+// key may present its used token again (same relay id, new secret), another
+// key may not.
+func TestEnrollProvesTheRelayKey(t *testing.T) {
+	e := newEnv(t, 0, 0)
+	tok, _, err := e.st.CreateEnrollmentToken(e.tenant.ID, e.site.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	signed := func(k ed25519.PrivateKey) *cloudv1.EnrollRequest {
+		req := &cloudv1.EnrollRequest{EnrollmentToken: tok, RelayName: "r2", Hostname: "dmz2"}
+		cloudv1.SignEnrollment(req, k)
+		return req
+	}
+	forged := signed(other)
+	forged.RelayPublicKey = key.Public().(ed25519.PublicKey)
+	if code := e.call(t, "/v1/relay/enroll", "", forged, nil); code != 400 {
+		t.Fatalf("forged proof: got %d, want 400", code)
+	}
+	var first, again cloudv1.EnrollResponse
+	if code := e.call(t, "/v1/relay/enroll", "", signed(key), &first); code != 200 {
+		t.Fatalf("enroll: got %d, want 200", code)
+	}
+	if code := e.call(t, "/v1/relay/enroll", "", signed(key), &again); code != 200 {
+		t.Fatalf("same key again: got %d, want 200", code)
+	}
+	if again.RelayId != first.RelayId || again.RelaySecret == first.RelaySecret {
+		t.Fatalf("same key again: got relay %s secret changed %v, want relay %s and a new secret", again.RelayId, again.RelaySecret != first.RelaySecret, first.RelayId)
+	}
+	if code := e.call(t, "/v1/relay/enroll", "", signed(other), nil); code != 401 {
+		t.Fatalf("another key, used token: got %d, want 401", code)
+	}
+}

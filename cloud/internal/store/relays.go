@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 //   e/<hex sha256 of token>   EnrollmentToken
 //   r/<relay id>              Relay (relays authenticate by id alone)
 //   rt/<tenant>/<relay id>    tenant index
+//   rk/<hex relay key>        relay id (JSON string) of an enrolled relay key
 
 // DefaultTokenValidity is how long an enrollment token lives.
 const DefaultTokenValidity = 24 * time.Hour
@@ -50,12 +52,35 @@ func (s *Store) CreateEnrollmentToken(tenant, site string, validFor time.Duratio
 	return text, tok, nil
 }
 
-// Enroll trades an enrollment token for a new relay and its secret.
+// Enrollment is what EnrollRelay did.
+type Enrollment struct {
+	Relay  Relay
+	Secret string // the relay's new secret; only its hash is stored
+	// Again: this relay key was enrolled before (the same token answered
+	// again, or a fresh token for a relay that lost its data dir). The
+	// relay keeps its id; its secret is replaced.
+	Again bool
+}
+
+// Enroll trades an enrollment token for a new relay and its secret, for a
+// relay that proves no key (EnrollRelay with none).
 func (s *Store) Enroll(token, name, hostname string) (Relay, string, error) {
+	e, err := s.EnrollRelay(token, name, hostname, nil)
+	return e.Relay, e.Secret, err
+}
+
+// EnrollRelay trades an enrollment token for a relay and its secret. A
+// token is used once, but the relay key that used it (pub, whose
+// possession the caller has checked) may present it again while it is
+// valid: a relay that stopped before it stored the answer must be able to
+// start again. A relay key already enrolled in the token's site keeps its
+// relay id.
+func (s *Store) EnrollRelay(token, name, hostname string, pub []byte) (Enrollment, error) {
 	var secretBytes [32]byte
 	rand.Read(secretBytes[:])
 	secret := base64.RawURLEncoding.EncodeToString(secretBytes[:])
-	r := Relay{ID: newID("rly_"), Name: name, Hostname: hostname, SecretHash: HashSecret(secret)}
+	pubHex := hex.EncodeToString(pub)
+	var out Enrollment
 	err := s.update(func(txn *badger.Txn) error {
 		tk := k("e", hex.EncodeToString(HashSecret(token)))
 		var tok EnrollmentToken
@@ -63,26 +88,57 @@ func (s *Store) Enroll(token, name, hostname string) (Relay, string, error) {
 			return fmt.Errorf("%w: unknown enrollment token", ErrUnauthenticated)
 		}
 		now := s.now().UTC()
-		if !tok.UsedAt.IsZero() {
-			return fmt.Errorf("%w: enrollment token already used", ErrUnauthenticated)
-		}
 		if !now.Before(tok.ExpiresAt) {
-			return fmt.Errorf("%w: enrollment token expired", ErrUnauthenticated)
+			return fmt.Errorf("%w: enrollment token expired at %s: make a new one with gatehousectl relay enroll-token", ErrUnauthenticated, tok.ExpiresAt.Format(time.RFC3339))
 		}
-		tok.UsedAt, tok.RelayID = now, r.ID
-		r.TenantID, r.SiteID, r.EnrolledAt, r.LastSeen = tok.TenantID, tok.SiteID, now, now
-		if err := setJSON(txn, tk, tok); err != nil {
-			return err
+		var r Relay
+		switch {
+		case !tok.UsedAt.IsZero() && (pub == nil || tok.RelayKey != pubHex):
+			return fmt.Errorf("%w: enrollment token already used by relay %s (another relay key): make a new one with gatehousectl relay enroll-token", ErrUnauthenticated, tok.RelayID)
+		case !tok.UsedAt.IsZero():
+			if err := getJSON(txn, k("r", tok.RelayID), &r); err != nil {
+				return fmt.Errorf("relay %s of the used token: %w", tok.RelayID, err)
+			}
+			out.Again = true
+		case pub != nil:
+			var id string
+			if err := getJSON(txn, k("rk", pubHex), &id); err == nil {
+				if err := getJSON(txn, k("r", id), &r); err != nil {
+					return fmt.Errorf("relay %s of key %s: %w", id, pubHex, err)
+				}
+				// The same key in another site is another relay.
+				out.Again = r.TenantID == tok.TenantID && r.SiteID == tok.SiteID
+			} else if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if !out.Again {
+			r = Relay{ID: newID("rly_"), TenantID: tok.TenantID, SiteID: tok.SiteID, EnrolledAt: now, LastSeen: now}
+		}
+		r.Name, r.Hostname, r.SecretHash = name, hostname, HashSecret(secret)
+		if pub != nil {
+			r.PublicKey = pub
+			if err := setJSON(txn, k("rk", pubHex), r.ID); err != nil {
+				return err
+			}
+		}
+		if tok.UsedAt.IsZero() {
+			tok.UsedAt, tok.RelayID, tok.RelayKey = now, r.ID, pubHex
+			if err := setJSON(txn, tk, tok); err != nil {
+				return err
+			}
 		}
 		if err := txn.Set(k("rt", r.TenantID, r.ID), nil); err != nil {
 			return err
 		}
+		out.Relay = r
 		return setJSON(txn, k("r", r.ID), r)
 	})
 	if err != nil {
-		return Relay{}, "", fmt.Errorf("enroll: %w", err)
+		return Enrollment{}, fmt.Errorf("enroll: %w", err)
 	}
-	return r, secret, nil
+	out.Secret = secret
+	return out, nil
 }
 
 // AuthenticateRelay checks a bearer credential "<relay_id>.<secret>" and

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -369,6 +371,52 @@ func TestDurableReopen(t *testing.T) {
 	}
 	if _, err := s2.AuthenticateRelay(f.relay.ID + ".wrong"); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("bad secret: got %v, want ErrUnauthenticated", err)
+	}
+}
+
+// A relay key may present its used token again while the token is valid
+// (it stopped before storing the answer) and keeps its relay id; another
+// key may not; a fresh token for an enrolled key keeps the id too.
+func TestEnrollRelaySameKeyAgain(t *testing.T) {
+	clk := newClock()
+	s := openTest(t, t.TempDir(), clk)
+	tn, _ := s.CreateTenant("acme")
+	st, _ := s.CreateSite(tn.ID, "hq")
+	tok, _, err := s.CreateEnrollmentToken(tn.ID, st.ID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	first, err := s.EnrollRelay(tok, "r1", "h1", key)
+	if err != nil || first.Again {
+		t.Fatalf("first enrollment: got %+v, %v", first, err)
+	}
+	again, err := s.EnrollRelay(tok, "r1", "h1", key)
+	if err != nil || !again.Again || again.Relay.ID != first.Relay.ID {
+		t.Fatalf("same key again: got %+v, %v, want relay %s again", again, err, first.Relay.ID)
+	}
+	if _, err := s.AuthenticateRelay(first.Relay.ID + "." + first.Secret); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("replaced secret: got %v, want ErrUnauthenticated", err)
+	}
+	if _, err := s.AuthenticateRelay(again.Relay.ID + "." + again.Secret); err != nil {
+		t.Fatalf("new secret: %v", err)
+	}
+	for name, k := range map[string][]byte{"other key": other, "no key": nil} {
+		if _, err := s.EnrollRelay(tok, "r2", "h2", k); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "already used by relay "+first.Relay.ID) {
+			t.Fatalf("%s with a used token: got %v, want already used by %s", name, err, first.Relay.ID)
+		}
+	}
+	tok2, _, _ := s.CreateEnrollmentToken(tn.ID, st.ID, time.Hour)
+	fresh, err := s.EnrollRelay(tok2, "r1", "h1", key)
+	if err != nil || !fresh.Again || fresh.Relay.ID != first.Relay.ID {
+		t.Fatalf("fresh token, same key: got %+v, %v, want relay %s again", fresh, err, first.Relay.ID)
+	}
+	clk.Add(time.Hour)
+	if _, err := s.EnrollRelay(tok, "r1", "h1", key); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("same key, expired token: got %v, want expired", err)
+	}
+	if rs, _ := s.ListRelays(tn.ID); len(rs) != 1 {
+		t.Fatalf("got %d relays, want 1", len(rs))
 	}
 }
 

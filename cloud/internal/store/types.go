@@ -41,6 +41,7 @@ type Relay struct {
 	Name       string    `json:"name"`
 	Hostname   string    `json:"hostname"`
 	SecretHash []byte    `json:"secret_hash"`
+	PublicKey  []byte    `json:"public_key,omitempty"` // its identity key, when it proved one at enrollment
 	EnrolledAt time.Time `json:"enrolled_at"`
 	LastSeen   time.Time `json:"last_seen"`
 }
@@ -82,6 +83,9 @@ type EnrollmentToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	UsedAt    time.Time `json:"used_at,omitzero"`
 	RelayID   string    `json:"relay_id,omitempty"`
+	// RelayKey is the hex key of the relay that used the token; it alone
+	// may present the token again while it is valid.
+	RelayKey string `json:"relay_key,omitempty"`
 }
 
 // Event is one stored ECS document with its per-tenant cursor.

@@ -2,6 +2,7 @@ package cloudclient
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -36,32 +37,39 @@ func LoadEnrollment(dataDir string) (*cloudv1.EnrollResponse, error) {
 	return e, nil
 }
 
-// EnsureEnrolled loads the stored enrollment or, when there is none, enrolls with
-// token and stores the answer (mode 0600) before returning it.
-func (c *Client) EnsureEnrolled(ctx context.Context, dataDir, token string, req *cloudv1.EnrollRequest) (*cloudv1.EnrollResponse, error) {
-	e, err := LoadEnrollment(dataDir)
+// EnsureEnrolled loads the stored enrollment or, when there is none,
+// enrolls with token, proving the relay's key, and stores the answer
+// durably (mode 0600, file and directory synced) before it uses it: a
+// relay that stops after the cloud answered but before the answer is on
+// disk enrolls again with the same token and key, which the cloud
+// accepts. enrolled reports a new enrollment (false: loaded from disk).
+func (c *Client) EnsureEnrolled(ctx context.Context, dataDir, token string, key ed25519.PrivateKey, req *cloudv1.EnrollRequest) (e *cloudv1.EnrollResponse, enrolled bool, err error) {
+	e, err = LoadEnrollment(dataDir)
 	if err != nil || e != nil {
 		if e != nil {
 			c.SetCredentials(e.RelayId, e.RelaySecret)
 		}
-		return e, err
+		return e, false, err
 	}
 	if token == "" {
-		return nil, fmt.Errorf("relay not enrolled and cloud.enrollment_token is empty")
+		return nil, false, fmt.Errorf("relay not enrolled and cloud.enrollment_token is empty")
 	}
 	req.EnrollmentToken = token
+	if key != nil {
+		cloudv1.SignEnrollment(req, key)
+	}
 	e, err = c.Enroll(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	b, err := proto.Marshal(e)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	path := filepath.Join(dataDir, EnrollmentFile)
 	if err := atomicfile.Write(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("store enrollment: %w", err)
+		return nil, false, fmt.Errorf("store enrollment: %w", err)
 	}
 	c.SetCredentials(e.RelayId, e.RelaySecret)
-	return e, nil
+	return e, true, nil
 }

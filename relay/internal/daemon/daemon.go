@@ -59,8 +59,12 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	} else if e == nil && cfg.Cloud.EnrollmentToken == "" {
 		return nil, fmt.Errorf("relay not enrolled (%s absent): set cloud.enrollment_token", filepath.Join(cfg.DataDir, cloudclient.EnrollmentFile))
 	}
+	// The relay's key: agents pin it, and enrollment proves it.
+	id, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, "identity"))
+	if err != nil {
+		return nil, err
+	}
 	d := &Daemon{cfg: cfg, log: log, dnsChanged: make(chan struct{}, 1)}
-	var err error
 	d.admin, err = adminhttp.New(cfg.AdminListen, d.ready)
 	if err != nil {
 		return nil, err
@@ -81,7 +85,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 		return nil, err
 	}
 	d.up = uplink.New(uplink.Options{
-		Spool: d.spool, Client: d.client, DataDir: cfg.DataDir, EnrollmentToken: cfg.Cloud.EnrollmentToken, Name: cfg.Name,
+		Spool: d.spool, Client: d.client, DataDir: cfg.DataDir, EnrollmentToken: cfg.Cloud.EnrollmentToken, Key: id.Private, Name: cfg.Name,
 		MaxUploadBytes: cfg.Uplink.MaxUploadBytes, MaxUploadAge: cfg.Uplink.MaxUploadAge,
 		MinBackoff: cfg.Uplink.MinBackoff, MaxBackoff: cfg.Uplink.MaxBackoff,
 		PollWait:  min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
@@ -100,11 +104,6 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	var store ingress.Store = d.spool
 	var pins func() []*agentv1.RelayPin
 	if cluster.Initialized(cfg.Cluster.DataDir) {
-		id, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, "identity"))
-		if err != nil {
-			d.spool.Close()
-			return nil, err
-		}
 		ccfg := cfg.Cluster
 		ccfg.AgentFingerprint = id.Fingerprint()
 		d.node, err = cluster.New(ccfg, cluster.Deps{Logger: log.With("component", "cluster"), Registry: reg})

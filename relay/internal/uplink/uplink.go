@@ -6,6 +6,7 @@ package uplink
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -41,12 +42,15 @@ type Options struct {
 	Client          *cloudclient.Client
 	DataDir         string // where enrollment.pb lives
 	EnrollmentToken string
-	Name            string // relay name sent at enrollment
-	MaxUploadBytes  int
-	MaxUploadAge    time.Duration
-	MinBackoff      time.Duration
-	MaxBackoff      time.Duration
-	PollWait        time.Duration // long-poll wait asked of the cloud; default 25s
+	// Key is the relay's identity key, proved at enrollment so that the
+	// same relay may present a used token again; nil: no proof.
+	Key            ed25519.PrivateKey
+	Name           string // relay name sent at enrollment
+	MaxUploadBytes int
+	MaxUploadAge   time.Duration
+	MinBackoff     time.Duration
+	MaxBackoff     time.Duration
+	PollWait       time.Duration // long-poll wait asked of the cloud; default 25s
 	// Reconciled, when set, is told of every offline registration the cloud
 	// has now accepted (the cluster clears its pending flag).
 	Reconciled func(ctx context.Context, agentID string)
@@ -154,12 +158,16 @@ func (u *Uplink) ensureEnrolled(ctx context.Context) error {
 	host, _ := os.Hostname()
 	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
 	for {
-		e, err := u.o.Client.EnsureEnrolled(ctx, u.o.DataDir, u.o.EnrollmentToken,
+		e, enrolled, err := u.o.Client.EnsureEnrolled(ctx, u.o.DataDir, u.o.EnrollmentToken, u.o.Key,
 			&cloudv1.EnrollRequest{RelayName: u.o.Name, Hostname: host})
 		if err == nil {
 			u.enroll.Store(e)
 			close(u.enrolled)
-			u.log.Info("relay enrolled", "relay_id", e.RelayId, "tenant_id", e.TenantId, "site_id", e.SiteId)
+			if enrolled {
+				u.log.Info("relay enrolled", "relay_id", e.RelayId, "tenant_id", e.TenantId, "site_id", e.SiteId)
+			} else {
+				u.log.Info("loaded relay credentials for site "+e.SiteId, "relay_id", e.RelayId, "tenant_id", e.TenantId, "site_id", e.SiteId)
+			}
 			u.callResult(nil)
 			return nil
 		}

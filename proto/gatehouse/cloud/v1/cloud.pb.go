@@ -215,8 +215,15 @@ type EnrollRequest struct {
 	EnrollmentToken string                 `protobuf:"bytes,1,opt,name=enrollment_token,json=enrollmentToken,proto3" json:"enrollment_token,omitempty"`
 	RelayName       string                 `protobuf:"bytes,2,opt,name=relay_name,json=relayName,proto3" json:"relay_name,omitempty"`
 	Hostname        string                 `protobuf:"bytes,3,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// relay_public_key is the relay's Ed25519 identity key and signature its
+	// signature over EnrollmentProof(enrollment_token, relay_public_key). The
+	// same key may enroll again with a used token while the token is valid
+	// (a relay that stopped before it stored its credentials); the cloud then
+	// answers the same relay with a new secret. Another key is refused.
+	RelayPublicKey []byte `protobuf:"bytes,4,opt,name=relay_public_key,json=relayPublicKey,proto3" json:"relay_public_key,omitempty"`
+	Signature      []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EnrollRequest) Reset() {
@@ -268,6 +275,20 @@ func (x *EnrollRequest) GetHostname() string {
 		return x.Hostname
 	}
 	return ""
+}
+
+func (x *EnrollRequest) GetRelayPublicKey() []byte {
+	if x != nil {
+		return x.RelayPublicKey
+	}
+	return nil
+}
+
+func (x *EnrollRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
 }
 
 type EnrollResponse struct {
@@ -1470,12 +1491,14 @@ const file_gatehouse_cloud_v1_cloud_proto_rawDesc = "" +
 	"\x10CODE_KEY_EXPIRED\x10\x04\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x05\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\x06\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\a\"u\n" +
+	"\rCODE_INTERNAL\x10\a\"\xbd\x01\n" +
 	"\rEnrollRequest\x12)\n" +
 	"\x10enrollment_token\x18\x01 \x01(\tR\x0fenrollmentToken\x12\x1d\n" +
 	"\n" +
 	"relay_name\x18\x02 \x01(\tR\trelayName\x12\x1a\n" +
-	"\bhostname\x18\x03 \x01(\tR\bhostname\"\x84\x01\n" +
+	"\bhostname\x18\x03 \x01(\tR\bhostname\x12(\n" +
+	"\x10relay_public_key\x18\x04 \x01(\fR\x0erelayPublicKey\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\"\x84\x01\n" +
 	"\x0eEnrollResponse\x12\x19\n" +
 	"\brelay_id\x18\x01 \x01(\tR\arelayId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x17\n" +
