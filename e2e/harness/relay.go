@@ -26,6 +26,10 @@ type RelayOptions struct {
 	// DNS turns on the relay's DNS server on a free loopback port (DNSAddr),
 	// answering 127.0.0.0/8 and refusing names it does not hold.
 	DNS bool
+	// SpoolMinFreeBytes is spool.min_free_bytes; 0: the relay's default.
+	SpoolMinFreeBytes int64
+	// DataDir puts the relay's data there (e.g. on a small tmpfs); "": <dir>/data.
+	DataDir string
 }
 
 // Relay is a running gatehouse-relay.
@@ -81,6 +85,9 @@ func PrepareRelay(bin, dir string, cloud *Cloud, token string, opt RelayOptions)
 		return nil, err
 	}
 	r := &Relay{DataDir: filepath.Join(dir, "data"), Config: filepath.Join(dir, "relay.yaml"), Place: opt.Place, hc: opt.Place.httpClient()}
+	if opt.DataDir != "" {
+		r.DataDir = opt.DataDir
+	}
 	if opt.Place.In() {
 		r.Addr = net.JoinHostPort(opt.Place.IP, fmt.Sprint(ServicePort))
 		r.AdminAddr = net.JoinHostPort("127.0.0.1", fmt.Sprint(AdminPort))
@@ -98,6 +105,9 @@ func PrepareRelay(bin, dir string, cloud *Cloud, token string, opt RelayOptions)
 	spool := map[string]any{"retry_after": "500ms"}
 	if opt.SpoolMaxBytes > 0 {
 		spool["max_bytes"] = opt.SpoolMaxBytes
+	}
+	if opt.SpoolMinFreeBytes > 0 {
+		spool["min_free_bytes"] = opt.SpoolMinFreeBytes
 	}
 	uplink := map[string]any{"min_backoff": "100ms", "max_backoff": "2s"}
 	if opt.MaxBackoff != "" {

@@ -168,6 +168,7 @@ func (s *session) readAcks(ctx context.Context, lane agentv1.Priority, stream io
 			if err := r.MarkSpooled(seq); err != nil {
 				s.c.log.Warn("mark batch spooled", "seq", seq, "err", err)
 			}
+			s.c.spoolTook()
 		case agentv1.BatchAck_STATUS_SPOOL_FULL:
 			retry := time.Duration(ack.GetRetryAfterMs()) * time.Millisecond
 			if retry <= 0 {
@@ -178,6 +179,7 @@ func (s *session) readAcks(ctx context.Context, lane agentv1.Priority, stream io
 			ls.cursor = 0
 			ls.mu.Unlock()
 			s.c.log.Info("relay spool full, pausing lane", "lane", lane.String(), "seq", seq, "retry_after", retry)
+			s.c.spoolFull(s.addr, retry)
 		case agentv1.BatchAck_STATUS_REJECTED:
 			s.c.log.Error("relay rejected batch, dropping it", "seq", seq, "lane", lane.String(), "reason", ack.GetReason())
 			if err := r.Reject(seq); err != nil {

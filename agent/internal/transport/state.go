@@ -119,3 +119,23 @@ func loadPin(dataDir string) (string, error) {
 func savePin(dataDir, fp string) error {
 	return atomicfile.Write(filepath.Join(dataDir, pinFile), []byte(fp+"\n"), 0o600)
 }
+
+// spoolFullMark tags the last_error spoolFull sets, so that spoolTook clears
+// that one and no other.
+const spoolFullMark = "(SPOOL_FULL)"
+
+// spoolFull shows in the status that the relay refuses batches: the agent
+// is connected but delivers nothing (its ring keeps the batches).
+func (c *Client) spoolFull(relay string, retry time.Duration) {
+	msg := fmt.Sprintf("relay %s spool full %s: sending paused, retrying every %s; batches kept in the ring", relay, spoolFullMark, retry)
+	c.setStatus(func(s *Status) { s.LastError = msg })
+}
+
+// spoolTook clears spoolFull's message once the relay takes batches again.
+func (c *Client) spoolTook() {
+	c.setStatus(func(s *Status) {
+		if strings.Contains(s.LastError, spoolFullMark) {
+			s.LastError = ""
+		}
+	})
+}

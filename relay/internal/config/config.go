@@ -61,8 +61,12 @@ type Cloud struct {
 
 // Spool bounds the durable batch store.
 type Spool struct {
+	// MaxBytes bounds what the spool's batches take on disk.
 	MaxBytes   int64         `yaml:"max_bytes"`
 	RetryAfter time.Duration `yaml:"retry_after"`
+	// MinFreeBytes is the free space the spool leaves on its filesystem:
+	// batches that would leave less are refused with SPOOL_FULL.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // Uplink tunes uploads to the cloud.
@@ -81,7 +85,7 @@ func Default() Config {
 		Listen:      ":443",
 		AdminListen: "127.0.0.1:9100",
 		Log:         Log{Level: "info", Format: "text"},
-		Spool:       Spool{MaxBytes: 1 << 30, RetryAfter: 2 * time.Second},
+		Spool:       Spool{MaxBytes: 1 << 30, RetryAfter: 2 * time.Second, MinFreeBytes: 64 << 20},
 		Uplink: Uplink{
 			MaxUploadBytes: 4 << 20,
 			MaxUploadAge:   time.Second,
@@ -182,6 +186,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Spool.MaxBytes <= 0 {
 		bad("spool.max_bytes must be positive")
+	}
+	if c.Spool.MinFreeBytes < 4<<20 {
+		bad("spool.min_free_bytes %d: want at least 4 MiB (4194304), room for the spool's index", c.Spool.MinFreeBytes)
 	}
 	if c.Spool.RetryAfter <= 0 {
 		bad("spool.retry_after must be positive")

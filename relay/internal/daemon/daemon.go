@@ -71,7 +71,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	reg := d.admin.Registry
 	d.spool, err = spool.Open(spool.Options{
-		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes, Logger: log.With("component", "spool"), Registerer: reg,
+		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes, MinFreeBytes: cfg.Spool.MinFreeBytes,
+		Logger: log.With("component", "spool"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -245,7 +246,22 @@ func (d *Daemon) ready() error {
 			return errors.New("cluster node starting")
 		}
 	}
-	return nil
+	return d.spoolReady()
+}
+
+// spoolReady fails while the spool refuses batches: agents cannot deliver
+// through this relay (they keep their data and retry).
+func (d *Daemon) spoolReady() error {
+	st := d.spool.Stats()
+	if !st.Full {
+		return nil
+	}
+	if st.FullReason == "disk" {
+		return fmt.Errorf("spool full: %d bytes free on its filesystem, spool.min_free_bytes is %d; refusing batches (SPOOL_FULL) until space is freed",
+			st.FsFreeBytes, st.MinFreeBytes)
+	}
+	return fmt.Errorf("spool full: %d of spool.max_bytes %d on disk; refusing batches (SPOOL_FULL) until the cloud takes some",
+		st.DiskBytes, st.MaxBytes)
 }
 
 // Status is the body of GET /v1/status.
@@ -276,13 +292,41 @@ type SpoolStatus struct {
 	Bytes    int64 `json:"bytes"`
 	MaxBytes int64 `json:"max_bytes"`
 	Full     bool  `json:"full"`
+	// FullReason is why it refuses: "max_bytes" or "disk" (min_free_bytes).
+	FullReason   string `json:"full_reason,omitempty"`
+	DiskBytes    int64  `json:"disk_bytes"`
+	FsFreeBytes  int64  `json:"fs_free_bytes"`
+	FsSizeBytes  int64  `json:"fs_size_bytes"`
+	MinFreeBytes int64  `json:"min_free_bytes"`
+	// OldestBatchAgeSeconds is how long the oldest undelivered batch has waited.
+	OldestBatchAgeSeconds float64 `json:"oldest_batch_age_seconds"`
+	// BacklogAgents agents have batches waiting; Backlog lists the ones
+	// with the most bytes (at most backlogTop).
+	BacklogAgents int             `json:"backlog_agents"`
+	Backlog       []spool.Backlog `json:"backlog"`
+}
+
+// backlogTop bounds Status.Spool.Backlog: a site has thousands of agents.
+const backlogTop = 20
+
+func spoolStatus(sp *spool.Spool) SpoolStatus {
+	st := sp.Stats()
+	s := SpoolStatus{
+		Batches: st.Batches, Bytes: st.Bytes, MaxBytes: st.MaxBytes, Full: st.Full, FullReason: st.FullReason,
+		DiskBytes: st.DiskBytes, FsFreeBytes: st.FsFreeBytes, FsSizeBytes: st.FsSizeBytes, MinFreeBytes: st.MinFreeBytes,
+	}
+	if age, err := sp.OldestAge(); err == nil {
+		s.OldestBatchAgeSeconds = age.Seconds()
+	}
+	s.Backlog, s.BacklogAgents = sp.BacklogTop(backlogTop)
+	return s
 }
 
 func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 	st := d.spool.Stats()
 	s := Status{
 		Name: d.cfg.Name, Listen: d.AgentAddr(), ListenTCP: d.AgentTCPAddr(), Fingerprint: d.Fingerprint(), AgentsConnected: d.in.Connected(),
-		Spool:  SpoolStatus{Batches: st.Batches, Bytes: st.Bytes, MaxBytes: st.MaxBytes, Full: st.Full},
+		Spool:  spoolStatus(d.spool),
 		Uplink: d.up.Status(), ReceiptsPending: st.Receipts,
 	}
 	if e := d.up.Enrollment(); e != nil {

@@ -41,7 +41,7 @@ func BenchmarkDurableAppend(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("txn-per-batch/agents=%d", agents), func(b *testing.B) {
-			db, err := badger.Open(badgerOptions(b.TempDir(), quiet()))
+			db, err := badger.Open(badgerOptions(b.TempDir(), memtableSize(1<<40, 0, DefaultMinFreeBytes), quiet()))
 			if err != nil {
 				b.Fatal(err)
 			}

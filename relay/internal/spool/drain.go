@@ -13,7 +13,8 @@ import (
 type Item struct {
 	Key   []byte
 	Batch *agentv1.EventBatch
-	Size  int // serialized bytes
+	Size  int     // serialized bytes
+	ptr   *segPtr // nil for a batch stored in Badger (before segments)
 }
 
 // Peek returns the oldest batches in upload order (security, then bulk, then
@@ -35,10 +36,26 @@ func (s *Spool) Peek(maxBytes int) ([]Item, error) {
 				return nil
 			}
 			b := &agentv1.EventBatch{}
-			if err := item.Value(func(v []byte) error { return proto.Unmarshal(v, b) }); err != nil {
+			var ptr *segPtr
+			err = item.Value(func(v []byte) error {
+				if item.UserMeta() != metaSegment {
+					return proto.Unmarshal(v, b)
+				}
+				p, err := decodeSegPtr(v)
+				if err != nil {
+					return err
+				}
+				ptr = &p
+				data, err := s.segs.read(p)
+				if err != nil {
+					return err
+				}
+				return proto.Unmarshal(data, b)
+			})
+			if err != nil {
 				return fmt.Errorf("read batch %x: %w", item.Key(), err)
 			}
-			items = append(items, Item{Key: item.KeyCopy(nil), Batch: b, Size: size})
+			items = append(items, Item{Key: item.KeyCopy(nil), Batch: b, Size: size, ptr: ptr})
 			total += size
 		}
 		return nil
@@ -65,26 +82,46 @@ func (s *Spool) Complete(items []Item) (map[string][]uint64, error) {
 		entries = append(entries, badger.NewEntry(agentSeqKey(kindReceipt, a, seq), nil))
 		receipts[a] = append(receipts[a], seq)
 	}
-	var freed int64
+	var freed, legacy int64
+	segRefs := map[uint32]int64{}
 	for _, it := range items {
 		entries = append(entries, deleteEntry(it.Key))
 		freed += int64(it.Size)
+		if it.ptr != nil {
+			segRefs[it.ptr.seg]++
+		} else {
+			legacy++
+		}
 	}
 	if err := s.write(entries); err != nil {
 		return nil, fmt.Errorf("complete %d batches: %w", len(items), err)
+	}
+	// The index no longer points into those segments: a failure to delete
+	// one only delays giving its space back (the next open prunes it).
+	freedDisk, err := s.segs.release(segRefs)
+	if err != nil {
+		s.log.Warn("delete delivered segment", "err", err)
 	}
 	s.mu.Lock()
 	s.bytes -= freed
 	s.batches -= int64(len(items))
 	s.receipts += int64(len(items))
-	changed := s.full && s.bytes < s.opts.MaxBytes
-	if changed {
-		s.full = false
+	for _, it := range items {
+		if it.ptr != nil {
+			s.addBacklog(it.ptr.agent, -1, -int64(it.Size))
+		}
 	}
-	bytes := s.bytes
+	byMax, byDisk := s.fullMax, s.fullDisk
 	s.mu.Unlock()
-	if changed {
-		s.fullChanged(false, bytes)
+	// Room comes back when a segment is deleted, not with each delivery
+	// (the bytes stay on disk until the segment's last batch is gone).
+	if freedDisk > 0 || legacy > 0 {
+		byMax = s.segs.diskBytes() >= s.opts.MaxBytes
+	}
+	s.setFull(byMax, byDisk)
+	select {
+	case s.tidyNow <- struct{}{}:
+	default:
 	}
 	s.m.delivered.Add(float64(len(items)))
 	return receipts, nil

@@ -7,6 +7,10 @@
 // SyncWrites=false plus DB.Sync: in Badger v4.9.6 DB.Sync covers only the
 // active memtable's WAL, so a memtable rotated between the commit and the
 // Sync would leave its WAL unsynced until flushed (lost on power failure).
+//
+// Payloads go to segment files first (segment.go), fdatasynced, then their
+// index entries to Badger in that group's transaction; the free space of the
+// filesystem is checked before either (disk.go).
 package spool
 
 import (
@@ -14,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -33,7 +38,8 @@ const (
 	Spooled Result = iota + 1
 	// Duplicate means (agent_id, seq) was spooled or delivered before.
 	Duplicate
-	// Full means the batch was not taken: the spool is at max_bytes.
+	// Full means the batch was not taken: the spool is at max_bytes or its
+	// filesystem at min_free_bytes.
 	Full
 )
 
@@ -51,41 +57,66 @@ func (r Result) String() string {
 
 // Options configure a Spool.
 type Options struct {
-	Dir        string        // Badger directory
-	MaxBytes   int64         // bound on spooled batch bytes
-	DedupTTL   time.Duration // how long (agent_id, seq) markers live; default 7 days
-	GCInterval time.Duration // value-log GC period; default 5 minutes
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer // nil: metrics are not exported
-	Now        func() time.Time      // clock; default time.Now
+	Dir      string // Badger directory; segments and the reserve file go in it too
+	MaxBytes int64  // bound on the segment files (batches) on disk
+	// MinFreeBytes is the free space the spool leaves on its filesystem:
+	// batches that would leave less are refused (SPOOL_FULL). Default 64 MiB.
+	MinFreeBytes int64
+	// DiskCheckInterval is how often free space is checked when no batch
+	// comes (every commit checks it too); default 1s.
+	DiskCheckInterval time.Duration
+	DedupTTL          time.Duration // how long (agent_id, seq) markers live; default 7 days
+	GCInterval        time.Duration // value-log GC period; default 5 minutes
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer // nil: metrics are not exported
+	Now               func() time.Time      // clock; default time.Now
 }
 
 // Stats is a snapshot of the spool's accounting.
 type Stats struct {
 	Batches  int64
-	Bytes    int64
+	Bytes    int64 // payload bytes of the batches held
 	MaxBytes int64
 	Full     bool
-	Receipts int64
+	// FullReason says why it refuses: "max_bytes", "disk" or "" (not full).
+	FullReason   string
+	Receipts     int64
+	DiskBytes    int64 // what the spool's directory takes on disk (all files)
+	FsFreeBytes  int64 // free space of the spool's filesystem
+	FsSizeBytes  int64
+	MinFreeBytes int64
 }
 
 // Spool is the durable batch store. Open it, Run it, Close it.
 type Spool struct {
-	opts Options
-	db   *badger.DB
-	log  *slog.Logger
-	m    *metrics
+	opts    Options
+	db      *badger.DB
+	segs    *segments
+	ballast *ballast
+	// indexFloor is the free space below which the index is not written
+	// (ErrDiskFull) and the reserve file is released.
+	indexFloor int64
+	opened     time.Time
+	log        *slog.Logger
+	m          *metrics
 
 	reqs    chan *appendReq
 	stopped chan struct{} // closed when the committer ends
 	newData chan struct{} // pulsed after every commit that spooled something
+	tidyNow chan struct{} // pulsed when a delivery may have drained the active segment
 
 	mu       sync.Mutex
 	batches  int64
 	bytes    int64
 	receipts int64
-	full     bool
+	fullMax  bool // refusing: segments at max_bytes
+	fullDisk bool // refusing: filesystem at min_free_bytes
+	space    fsSpace
+	disk     int64 // diskUsage of Dir at the last check
+	backlog  map[string]*Backlog
 	nextSeq  uint64 // committer only, after open
+
+	ballastMu sync.Mutex // checkDisk (committer) and guardIndex (any writer)
 
 	tiersMu sync.RWMutex
 	tiers   map[string]string // group id -> policy tier (policy.go)
@@ -105,22 +136,54 @@ type appendResp struct {
 	err error
 }
 
-// badgerOptions are tuned for a small appliance: a few tens of MB of RAM.
-func badgerOptions(dir string, log *slog.Logger) badger.Options {
+// badgerOptions are tuned for a small appliance: a few MB of RAM, and files
+// scaled to max_bytes. Badger holds only the index (payloads are in
+// segments), so everything stays in the LSM tree (ValueThreshold) and the
+// value log holds nothing but its header.
+func badgerOptions(dir string, mt int64, log *slog.Logger) badger.Options {
 	o := badger.DefaultOptions(dir)
 	o.SyncWrites = true // one commit per group, so one fsync per group
-	o.MemTableSize = 16 << 20
+	o.MemTableSize = mt
+	o.BaseTableSize = mt
+	o.BaseLevelSize = 4 * mt
 	o.NumMemtables = 2
 	o.NumLevelZeroTables = 2
 	o.NumLevelZeroTablesStall = 4
-	o.BlockCacheSize = 8 << 20
-	o.IndexCacheSize = 8 << 20
-	o.ValueLogFileSize = 64 << 20
-	o.ValueThreshold = 1 << 10
+	o.BlockCacheSize = 4 << 20
+	o.IndexCacheSize = 2 << 20
+	o.ValueLogFileSize = 1 << 20
+	o.ValueThreshold = min(mt*15/100, 1<<20) // Badger's largest: its batch size, at most 1 MiB
 	o.NumCompactors = 2
 	o.Logger = badgerLogger{log.With("component", "badger")}
 	return o
 }
+
+// memtableSize scales Badger's memtable (and so its WAL file, mmapped at
+// twice this size) to max_bytes and the filesystem: 1 MiB to 8 MiB, and at
+// most a quarter of min_free_bytes, so that the index's own floor (two
+// memtables) stays below the free space the spool leaves anyway.
+func memtableSize(maxBytes, fsSize, minFree int64) int64 {
+	b := maxBytes
+	if fsSize > 0 {
+		b = min(b, fsSize)
+	}
+	mt := min(max(b/64, 1<<20), 8<<20)
+	return max(min(mt, minFree/4), 1<<20)
+}
+
+// segmentSize scales segment files to the spool's bound (and to its
+// filesystem): 1 MiB to 64 MiB, about a sixteenth of the bound, so at most
+// one segment of delivered batches waits for its last undelivered one.
+func segmentSize(maxBytes, fsSize int64) int64 {
+	b := maxBytes
+	if fsSize > 0 {
+		b = min(b, fsSize)
+	}
+	return min(max(b/16, 1<<20), 64<<20)
+}
+
+// DefaultMinFreeBytes is spool.min_free_bytes when not set.
+const DefaultMinFreeBytes = 64 << 20
 
 // Open opens (or creates) the spool and restores its accounting with a
 // key-only scan. It starts no goroutine: Run does.
@@ -134,59 +197,135 @@ func Open(opts Options) (*Spool, error) {
 	if opts.GCInterval <= 0 {
 		opts.GCInterval = 5 * time.Minute
 	}
+	if opts.DiskCheckInterval <= 0 {
+		opts.DiskCheckInterval = time.Second
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 1 << 30
 	}
+	if opts.MinFreeBytes <= 0 {
+		opts.MinFreeBytes = DefaultMinFreeBytes
+	}
 	dir := filepath.Clean(opts.Dir)
-	db, err := badger.Open(badgerOptions(dir, opts.Logger))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	space, err := statFS(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", dir, err)
 	}
+	mt := memtableSize(opts.MaxBytes, space.size, opts.MinFreeBytes)
 	s := &Spool{
-		opts:    opts,
-		db:      db,
-		log:     opts.Logger,
-		reqs:    make(chan *appendReq, 1024),
-		stopped: make(chan struct{}),
-		newData: make(chan struct{}, 1),
-		nextSeq: 1,
+		opts:       opts,
+		log:        opts.Logger,
+		indexFloor: 2 * mt,
+		ballast:    newBallast(filepath.Join(dir, "reserve"), 4*mt),
+		opened:     opts.Now(),
+		backlog:    map[string]*Backlog{},
+		reqs:       make(chan *appendReq, 1024),
+		stopped:    make(chan struct{}),
+		newData:    make(chan struct{}, 1),
+		tidyNow:    make(chan struct{}, 1),
+		nextSeq:    1,
+	}
+	if space.free < s.indexFloor && s.ballast.present {
+		if err := s.ballast.release(); err != nil {
+			return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		}
+		s.log.Warn("spool filesystem nearly full at start: released the spool's reserve file so the index can open",
+			"dir", dir, "free_bytes", space.free, "reserve_bytes", s.ballast.size)
+		if space, err = statFS(dir); err != nil {
+			return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		}
+	}
+	if space.free < s.indexFloor {
+		return nil, fmt.Errorf("open spool %s: %d bytes free on its filesystem, its index needs %d to open safely: free space on that filesystem (docs/operations.md, \"Spool full\"): %w",
+			dir, space.free, s.indexFloor, ErrDiskFull)
+	}
+	s.space = space
+	s.segs, err = openSegments(filepath.Join(dir, "segments"), segmentSize(opts.MaxBytes, space.size))
+	if err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	s.db, err = badger.Open(badgerOptions(dir, mt, opts.Logger))
+	if err != nil {
+		s.segs.close()
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	fail := func(err error) (*Spool, error) {
+		s.db.Close()
+		s.segs.close()
+		return nil, fmt.Errorf("open spool %s: %w", dir, err)
 	}
 	if err := s.restore(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		return fail(err)
+	}
+	if err := s.segs.prune(); err != nil {
+		return fail(err)
 	}
 	if err := s.loadTiers(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open spool %s: %w", dir, err)
+		return fail(err)
 	}
 	s.m = newMetrics(opts.Registerer, s)
-	s.full = s.bytes >= opts.MaxBytes
-	if s.full {
-		s.m.full.Set(1)
-	}
-	s.log.Info("spool open", "dir", dir, "batches", s.batches, "bytes", s.bytes, "receipts", s.receipts)
+	space = s.refreshSpace(true)
+	s.setFull(s.segs.diskBytes() >= opts.MaxBytes, space.free < opts.MinFreeBytes)
+	st := s.Stats()
+	s.log.Info("spool open", "dir", dir, "batches", st.Batches, "bytes", st.Bytes, "receipts", st.Receipts,
+		"disk_bytes", st.DiskBytes, "fs_free_bytes", st.FsFreeBytes, "max_bytes", opts.MaxBytes, "min_free_bytes", opts.MinFreeBytes)
 	return s, nil
 }
 
 func (s *Spool) restore() error {
-	return s.db.View(func(txn *badger.Txn) error {
-		if err := scanKeys(txn, kindBatch, func(k []byte) error {
-			_, seq, size, err := parseBatchKey(k)
+	var dangling [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{kindBatch}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			_, seq, size, err := parseBatchKey(item.Key())
 			if err != nil {
 				return err
 			}
-			s.batches++
-			s.bytes += int64(size)
 			if seq >= s.nextSeq {
 				s.nextSeq = seq + 1
 			}
-			return nil
-		}); err != nil {
+			if item.UserMeta() == metaSegment {
+				var p segPtr
+				if err := item.Value(func(v []byte) (err error) { p, err = decodeSegPtr(v); return err }); err != nil {
+					return err
+				}
+				if !s.segs.ref(p) {
+					dangling = append(dangling, item.KeyCopy(nil), agentSeqKey(kindDedup, p.agent, p.agentSeq))
+					continue
+				}
+				s.addBacklog(p.agent, 1, int64(size))
+			}
+			s.batches++
+			s.bytes += int64(size)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(dangling) > 0 {
+		// A segment file is gone (deleted by hand, or a damaged disk): those
+		// batches cannot be sent. Forget them and their dedup markers, so the
+		// agents' resends (they keep batches until delivered) are taken again.
+		s.log.Error("spool index points to missing segment files: forgetting those batches so that agents resend them",
+			"batches", len(dangling)/2)
+		entries := make([]*badger.Entry, len(dangling))
+		for i, k := range dangling {
+			entries[i] = deleteEntry(k)
+		}
+		if err := s.write(entries); err != nil {
 			return err
 		}
+	}
+	return s.db.View(func(txn *badger.Txn) error {
 		return scanKeys(txn, kindReceipt, func([]byte) error { s.receipts++; return nil })
 	})
 }
@@ -207,7 +346,20 @@ func scanKeys(txn *badger.Txn, kind byte, fn func(k []byte) error) error {
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Batches: s.batches, Bytes: s.bytes, MaxBytes: s.opts.MaxBytes, Full: s.full, Receipts: s.receipts}
+	return Stats{
+		Batches: s.batches, Bytes: s.bytes, MaxBytes: s.opts.MaxBytes, Full: s.fullMax || s.fullDisk, FullReason: s.fullReasonLocked(),
+		Receipts: s.receipts, DiskBytes: s.disk, FsFreeBytes: s.space.free, FsSizeBytes: s.space.size, MinFreeBytes: s.opts.MinFreeBytes,
+	}
+}
+
+func (s *Spool) fullReasonLocked() string {
+	switch {
+	case s.fullDisk:
+		return "disk"
+	case s.fullMax:
+		return "max_bytes"
+	}
+	return ""
 }
 
 // NewData is pulsed (capacity 1) after a commit spools batches.
@@ -252,7 +404,8 @@ func (s *Spool) Submit(ctx context.Context, b *agentv1.EventBatch) (wait func(co
 	}, nil
 }
 
-// Run runs the group committer and value-log GC until ctx ends.
+// Run runs the group committer, the free-space watch and value-log GC
+// until ctx ends.
 func (s *Spool) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -262,6 +415,8 @@ func (s *Spool) Run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 	defer close(s.stopped)
+	tick := time.NewTicker(s.opts.DiskCheckInterval)
+	defer tick.Stop()
 	group := make([]*appendReq, 0, 256)
 	for {
 		select {
@@ -275,6 +430,12 @@ func (s *Spool) Run(ctx context.Context) error {
 					return nil
 				}
 			}
+		case <-tick.C:
+			s.housekeep(true)
+			continue
+		case <-s.tidyNow:
+			s.housekeep(false)
+			continue
 		case r := <-s.reqs:
 			group = append(group[:0], r)
 		}
@@ -293,24 +454,48 @@ func (s *Spool) Run(ctx context.Context) error {
 	}
 }
 
+// housekeep deletes the active segment once drained (in the committer, so
+// that it never races an append) and re-reads the free space.
+func (s *Spool) housekeep(walk bool) {
+	freed, err := s.segs.tidy()
+	if err != nil {
+		s.log.Warn("delete drained segment", "err", err)
+	}
+	space := s.refreshSpace(walk)
+	s.mu.Lock()
+	byMax := s.fullMax
+	s.mu.Unlock()
+	if freed > 0 {
+		byMax = s.segs.diskBytes() >= s.opts.MaxBytes
+	}
+	s.setFull(byMax, space.free < s.opts.MinFreeBytes)
+}
+
 type dedupID struct {
 	agent string
 	seq   uint64
 }
 
-// commit writes one group in one transaction (split only if Badger says it
-// is too big), syncs once and answers every waiter.
+// commit writes one group: payloads to a segment (one fdatasync), then
+// their index entries in one transaction (split only if Badger says it is
+// too big, one more fsync), and answers every waiter. Batches that would
+// pass max_bytes or leave less than min_free_bytes on the filesystem are
+// refused (Full).
 func (s *Spool) commit(group []*appendReq) {
 	start := time.Now()
+	space := s.refreshSpace(false)
 	results := make([]Result, len(group))
-	var entries []*badger.Entry
+	var recs []segRecord
+	var prios []uint8
 	seen := make(map[dedupID]bool, len(group))
 	s.mu.Lock()
-	room := s.opts.MaxBytes - s.bytes
-	empty := s.bytes == 0
+	room := s.opts.MaxBytes - s.segs.diskBytes()
+	empty := s.batches == 0
 	seq := s.nextSeq
 	s.mu.Unlock()
-	var addBytes, addBatches int64
+	diskRoom := space.free - s.opts.MinFreeBytes
+	var addBytes int64
+	var refusedMax, refusedDisk int
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i, r := range group {
 			id := dedupID{r.b.GetAgentId(), r.b.GetSeq()}
@@ -327,10 +512,17 @@ func (s *Spool) commit(group []*appendReq) {
 			case !errors.Is(err, badger.ErrKeyNotFound):
 				return err
 			}
+			need := addBytes + recordHeader + int64(len(r.data))
+			if need > diskRoom {
+				results[i] = Full
+				refusedDisk++
+				continue
+			}
 			// An empty spool takes one batch of any size: a batch larger than
 			// max_bytes would otherwise be refused forever and wedge its agent.
-			if addBytes+int64(len(r.data)) > room && !(empty && addBytes == 0) {
+			if need > room && !(empty && len(recs) == 0) {
 				results[i] = Full
+				refusedMax++
 				continue
 			}
 			seen[id] = true
@@ -338,18 +530,48 @@ func (s *Spool) commit(group []*appendReq) {
 			if prio == 0 || prio > uint8(agentv1.Priority_PRIORITY_FILE) {
 				prio = uint8(agentv1.Priority_PRIORITY_BULK)
 			}
-			entries = append(entries,
-				badger.NewEntry(batchKey(prio, seq, len(r.data)), r.data),
-				badger.NewEntry(dk, nil).WithTTL(s.opts.DedupTTL))
-			seq++
-			addBytes += int64(len(r.data))
-			addBatches++
+			recs = append(recs, segRecord{data: r.data, agent: id.agent, agentSeq: id.seq})
+			prios = append(prios, prio)
+			addBytes = need
 			results[i] = Spooled
 		}
 		return nil
 	})
-	if err == nil && len(entries) > 0 {
-		err = s.write(entries)
+	var addBatches, addPayload int64
+	if err == nil && len(recs) > 0 {
+		var ptrs []segPtr
+		ptrs, err = s.segs.append(recs, s.opts.Now().UnixNano())
+		if err == nil {
+			entries := make([]*badger.Entry, 0, 2*len(recs))
+			for i, p := range ptrs {
+				entries = append(entries,
+					badger.NewEntry(batchKey(prios[i], seq, p.size), p.encode()).WithMeta(metaSegment),
+					badger.NewEntry(agentSeqKey(kindDedup, p.agent, p.agentSeq), nil).WithTTL(s.opts.DedupTTL))
+				seq++
+			}
+			if err = s.write(entries); err == nil {
+				s.segs.added(ptrs[0].seg, int64(len(ptrs)))
+				s.mu.Lock()
+				for _, p := range ptrs {
+					s.addBacklog(p.agent, 1, int64(p.size))
+					addPayload += int64(p.size)
+				}
+				s.mu.Unlock()
+				addBatches = int64(len(ptrs))
+			}
+		}
+		if err != nil && isNoSpace(err) {
+			// The disk filled between the check and the write (another
+			// program): refuse, never fail, so agents keep and retry.
+			s.log.Warn("spool filesystem full while writing: refusing batches with SPOOL_FULL", "err", err)
+			for i := range results {
+				if results[i] == Spooled {
+					results[i] = Full
+					refusedDisk++
+				}
+			}
+			err = nil
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("spool commit: %w", err)
@@ -359,32 +581,22 @@ func (s *Spool) commit(group []*appendReq) {
 		}
 		return
 	}
-	var full, dups int
+	var dups int
 	for _, r := range results {
-		switch r {
-		case Full:
-			full++
-		case Duplicate:
+		if r == Duplicate {
 			dups++
 		}
 	}
 	s.mu.Lock()
-	s.nextSeq = seq
-	s.bytes += addBytes
+	if addBatches > 0 {
+		s.nextSeq = seq
+	}
+	s.bytes += addPayload
 	s.batches += addBatches
-	nowFull := full > 0
-	if !nowFull && s.bytes >= s.opts.MaxBytes {
-		nowFull = true
-	}
-	changed := nowFull != s.full
-	s.full = nowFull
-	bytes := s.bytes
 	s.mu.Unlock()
+	s.setFull(refusedMax > 0 || s.segs.diskBytes() >= s.opts.MaxBytes, refusedDisk > 0 || space.free-addBytes < s.opts.MinFreeBytes)
 	s.m.duplicates.Add(float64(dups))
-	s.m.rejectedFull.Add(float64(full))
-	if changed {
-		s.fullChanged(nowFull, bytes)
-	}
+	s.m.rejectedFull.Add(float64(refusedMax + refusedDisk))
 	if addBatches > 0 {
 		s.m.commitSize.Observe(float64(addBatches))
 		s.m.syncSeconds.Observe(time.Since(start).Seconds())
@@ -398,20 +610,107 @@ func (s *Spool) commit(group []*appendReq) {
 	}
 }
 
-func (s *Spool) fullChanged(full bool, bytes int64) {
-	if full {
+// setFull records whether the spool refuses batches, logging changes.
+func (s *Spool) setFull(byMax, byDisk bool) {
+	s.mu.Lock()
+	was := s.fullMax || s.fullDisk
+	wasReason := s.fullReasonLocked()
+	s.fullMax, s.fullDisk = byMax, byDisk
+	now := s.fullMax || s.fullDisk
+	reason := s.fullReasonLocked()
+	bytes, free := s.bytes, s.space.free
+	s.mu.Unlock()
+	if now {
 		s.m.full.Set(1)
-		s.log.Warn("spool full: refusing batches with SPOOL_FULL", "bytes", bytes, "max_bytes", s.opts.MaxBytes)
 	} else {
 		s.m.full.Set(0)
-		s.log.Info("spool has room again", "bytes", bytes, "max_bytes", s.opts.MaxBytes)
 	}
+	switch {
+	case now && (!was || reason != wasReason):
+		if reason == "disk" {
+			s.log.Warn("spool full: its filesystem is at spool.min_free_bytes; refusing batches with SPOOL_FULL (agents keep them) until space is freed",
+				"fs_free_bytes", free, "min_free_bytes", s.opts.MinFreeBytes, "dir", s.opts.Dir)
+		} else {
+			s.log.Warn("spool full: refusing batches with SPOOL_FULL (agents keep them) until the cloud takes some",
+				"bytes", bytes, "disk_bytes", s.segs.diskBytes(), "max_bytes", s.opts.MaxBytes)
+		}
+	case !now && was:
+		s.log.Info("spool has room again", "bytes", bytes, "max_bytes", s.opts.MaxBytes, "fs_free_bytes", free)
+	}
+}
+
+// refreshSpace reads the filesystem's free space and keeps the reserve file
+// (it releases it when the disk is nearly full, re-creates it once there is
+// room); with walk it also measures the spool's own use of the disk.
+func (s *Spool) refreshSpace(walk bool) fsSpace {
+	space, err := statFS(s.opts.Dir)
+	if err != nil {
+		s.log.Warn("check spool free space", "err", err)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.space
+	}
+	s.ballastMu.Lock()
+	switch {
+	case s.ballast.present && space.free < s.indexFloor:
+		if err := s.ballast.release(); err != nil {
+			s.log.Error("spool filesystem nearly full", "err", err)
+		} else {
+			s.log.Warn("spool filesystem nearly full (something else filled it): released the spool's reserve file so that its index can still be written; free space on it",
+				"fs_free_bytes", space.free, "reserve_bytes", s.ballast.size, "dir", s.opts.Dir)
+			space, _ = statFS(s.opts.Dir)
+		}
+	case !s.ballast.present && space.free >= s.opts.MinFreeBytes+s.ballast.size:
+		if err := s.ballast.create(); err != nil {
+			s.log.Warn("spool reserve file", "err", err)
+		} else {
+			space.free -= s.ballast.size
+		}
+	}
+	s.ballastMu.Unlock()
+	var disk int64
+	if walk {
+		disk = diskUsage(s.opts.Dir)
+	}
+	s.mu.Lock()
+	s.space = space
+	if walk {
+		s.disk = disk
+	}
+	s.mu.Unlock()
+	return space
+}
+
+// guardIndex refuses to write the index when its filesystem is (nearly)
+// full: Badger writes through mmap, where running out of space is SIGBUS.
+func (s *Spool) guardIndex() error {
+	space, err := statFS(s.opts.Dir)
+	if err != nil {
+		return err
+	}
+	if space.free >= s.indexFloor {
+		return nil
+	}
+	s.ballastMu.Lock()
+	defer s.ballastMu.Unlock()
+	if s.ballast.present {
+		if err := s.ballast.release(); err != nil {
+			return err
+		}
+		s.log.Warn("spool filesystem nearly full (something else filled it): released the spool's reserve file so that its index can still be written; free space on it",
+			"fs_free_bytes", space.free, "reserve_bytes", s.ballast.size, "dir", s.opts.Dir)
+		return nil
+	}
+	return fmt.Errorf("%w: %d bytes free on the filesystem of %s, the index needs %d: free space on it", ErrDiskFull, space.free, s.opts.Dir, s.indexFloor)
 }
 
 // write commits entries in order in as few transactions as Badger allows,
 // each durable when its commit returns. Entries are applied in order, so a
 // crash between two split transactions leaves a prefix applied.
 func (s *Spool) write(entries []*badger.Entry) error {
+	if err := s.guardIndex(); err != nil {
+		return err
+	}
 	for len(entries) > 0 {
 		txn := s.db.NewTransaction(true)
 		n := 0
@@ -457,6 +756,12 @@ func (s *Spool) gcLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// GC rewrites what is live before it frees anything: not on a
+		// nearly full disk. (Since segments, only spools written before
+		// them have payloads in the value log.)
+		if space, err := statFS(s.opts.Dir); err != nil || space.free < s.opts.MinFreeBytes {
+			continue
+		}
 		for n := 0; n < 16 && ctx.Err() == nil; n++ {
 			if err := s.db.RunValueLogGC(0.5); err != nil {
 				if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
@@ -474,6 +779,7 @@ func (s *Spool) Close() error {
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close spool: %w", err)
 		}
+		s.segs.close()
 	})
 	return s.closeErr
 }
