@@ -56,6 +56,15 @@ func New(addr string, ready ReadyFunc) (*Server, error) {
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Close releases the listener of a server that will not Run (its owner
+// failed to start); after Run it is a no-op.
+func (s *Server) Close() error {
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
 // Run serves until ctx ends, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: s.Mux, ReadHeaderTimeout: 10 * time.Second}
