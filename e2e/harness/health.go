@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -117,4 +119,26 @@ func (s *StartupCase) RunToExit(t interface{ Fatal(...any) }, timeout time.Durat
 		t.Fatal(err)
 	}
 	return string(out), 0
+}
+
+// waitServing waits until a relay serves agents: /readyz leaving out the
+// cloud check, since tests start relays whose cloud is away on purpose.
+func waitServing(ctx context.Context, p *Proc, hc *http.Client, adminAddr string, timeout time.Duration) error {
+	return waitReadyPath(ctx, p, hc, adminAddr, "/readyz?exclude=cloud", timeout)
+}
+
+// Readyz is the relay's full GET /readyz: the status code and the body,
+// which names the cause when not ready.
+func (r *Relay) Readyz(ctx context.Context) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.AdminAddr+"/readyz", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
 }

@@ -85,7 +85,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.client, err = cloudclient.New(cloudclient.Options{
 		URL: cfg.Cloud.URL, CAFile: cfg.Cloud.CAFile, Fingerprint: cfg.Cloud.Fingerprint, Timeout: cfg.Uplink.RequestTimeout,
-		Proxy: cfg.Cloud.Proxy, Registerer: reg,
+		ConnectTimeout: cfg.Uplink.ConnectTimeout,
+		Proxy:          cfg.Cloud.Proxy, Registerer: reg,
 	})
 	if err != nil {
 		d.spool.Close()
@@ -160,6 +161,7 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
 	d.clusterRoutes()
+	d.healthChecks()
 	opened = true
 	return d, nil
 }
