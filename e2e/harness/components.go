@@ -40,8 +40,8 @@ func getJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-func ready(ctx context.Context, hc *http.Client, adminAddr string) (bool, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+"/readyz", nil)
+func ready(ctx context.Context, hc *http.Client, adminAddr, path string) (bool, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+adminAddr+path, nil)
 	resp, err := hc.Do(req)
 	if err != nil {
 		return false, err
@@ -53,11 +53,16 @@ func ready(ctx context.Context, hc *http.Client, adminAddr string) (bool, error)
 // waitReady waits until the process's /readyz answers 200, failing early if
 // the process exits.
 func waitReady(ctx context.Context, p *Proc, hc *http.Client, adminAddr string, timeout time.Duration) error {
+	return waitReadyPath(ctx, p, hc, adminAddr, "/readyz", timeout)
+}
+
+// waitReadyPath is waitReady on another readiness path (with a query).
+func waitReadyPath(ctx context.Context, p *Proc, hc *http.Client, adminAddr, path string, timeout time.Duration) error {
 	return WaitFor(ctx, timeout, p.Name+" ready", func() (bool, error) {
 		if !p.Running() {
 			return false, fmt.Errorf("%s exited: %v\n%s", p.Name, p.ExitErr(), p.Tail(30))
 		}
-		return ready(ctx, hc, adminAddr)
+		return ready(ctx, hc, adminAddr, path)
 	})
 }
 

@@ -62,6 +62,8 @@ type RelayStatus struct {
 		UploadedBatches int64  `json:"uploaded_batches"`
 		LastError       string `json:"last_error"`
 		CloudReachable  bool   `json:"cloud_reachable"`
+		LastContact     string `json:"last_contact"`
+		LastErrorAt     string `json:"last_error_at"`
 	} `json:"uplink"`
 	ReceiptsPending int64 `json:"receipts_pending"`
 }
@@ -168,7 +170,7 @@ func (r *Relay) Restart(ctx context.Context) error {
 	if err := r.Start(); err != nil {
 		return err
 	}
-	return waitReady(ctx, r.Proc, r.hc, r.AdminAddr, 30*time.Second)
+	return waitServing(ctx, r.Proc, r.hc, r.AdminAddr, 30*time.Second)
 }
 
 // Fingerprint is the relay key's pin, as agents configure it.

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/config"
 	"github.com/gatehouse/gatehouse/agent/internal/install"
 	"github.com/gatehouse/gatehouse/agent/internal/status"
+	"github.com/gatehouse/gatehouse/internal/dirlock"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/internal/logging"
 	"github.com/spf13/cobra"
@@ -57,6 +58,13 @@ func newRun() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// One agent per data directory: two would share the ring and
+			// the identity and corrupt both.
+			lock, err := dirlock.Acquire(cfg.DataDir, "gatehouse-agent")
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			log, err := logging.New(logWriter(logFile), cfg.Log.Format, cfg.Log.Level)
 			if err != nil {
 				return err

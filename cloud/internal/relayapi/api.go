@@ -146,14 +146,15 @@ func (a *API) serve(h handlerFunc, auth bool, w http.ResponseWriter, r *http.Req
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, sc := statusOf(err)
 	a.cfg.Metrics.RequestErrors.WithLabelValues(r.URL.Path, strconv.Itoa(code)).Inc()
-	if code >= 500 {
-		a.log.Error("relay api", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
-	} else {
-		a.log.Info("relay api refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
-	}
 	msg := err.Error()
-	if code >= 500 {
+	switch {
+	case errors.Is(err, errPollEnded):
+		a.log.Info("relay api: long poll ended", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
+	case code >= 500:
+		a.log.Error("relay api", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
 		msg = "internal error"
+	default:
+		a.log.Info("relay api refused", "path", r.URL.Path, "remote", r.RemoteAddr, "status", code, "err", err)
 	}
 	b, _ := proto.Marshal(&cloudv1.Status{Code: sc, Message: msg})
 	w.Header().Set("Content-Type", contentType)
@@ -249,7 +250,7 @@ func (a *API) poll(ctx context.Context, relay store.Relay, _ *http.Request, body
 				continue
 			case <-timer.C:
 			case <-ctx.Done():
-				return nil, fmt.Errorf("%w: client gone", store.ErrClosed)
+				return nil, errPollEnded
 			}
 		}
 		resp := controlResponse(cs)

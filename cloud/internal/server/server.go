@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
 	"github.com/gatehouse/gatehouse/internal/atomicfile"
+	"github.com/gatehouse/gatehouse/internal/dirlock"
 	"github.com/gatehouse/gatehouse/internal/identity"
 )
 
@@ -48,13 +49,15 @@ type Server struct {
 	fingerprint string
 	token       string
 	ready       atomic.Bool
+	lock        *dirlock.Lock
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// New prepares the server from cfg.
-func New(cfg Config, deps Deps) (s *Server, err error) {
+// New prepares the server from cfg. On failure it releases whatever it had
+// opened and returns the cause.
+func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -64,44 +67,53 @@ func New(cfg Config, deps Deps) (s *Server, err error) {
 	if deps.Clock == nil {
 		deps.Clock = realClock{}
 	}
-	s = &Server{cfg: cfg, log: deps.Logger, clock: deps.Clock}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	s := &Server{cfg: cfg, log: deps.Logger, clock: deps.Clock}
+	// open's error must not reach a deferred cleanup through a named result:
+	// `return nil, err` would nil the server being cleaned up.
+	if err := s.open(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open creates the data directory, the identity, the store and both
+// listeners.
+func (s *Server) open() error {
+	cfg := s.cfg
+	var err error
+	if s.lock, err = dirlock.Acquire(cfg.DataDir, "gatehouse-cloud"); err != nil {
+		return err
 	}
 	if s.token, err = loadOrCreateToken(s.tokenPath()); err != nil {
-		return nil, err
+		return err
 	}
 	cert, err := s.certificate()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if s.store, err = store.Open(store.Options{Dir: cfg.DataDir, Logger: s.log, Now: s.clock.Now}); err != nil {
-		return nil, err
+		return err
 	}
 	if s.admin, err = adminhttp.New(cfg.AdminListen, s.readyErr); err != nil {
-		return nil, err
+		return err
 	}
 	if s.api, err = relayapi.New(relayapi.Config{
 		Store: s.store, Logger: s.log.With("component", "relayapi"), Metrics: relayapi.NewMetrics(s.admin.Registry),
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	adminapi.New(s.store, s.token, s.log.With("component", "adminapi")).Register(s.admin.Mux)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("relay api listen %s: %w", cfg.Listen, err)
+		return fmt.Errorf("relay api listen %s: %w", cfg.Listen, err)
 	}
 	s.relayLn = tls.NewListener(ln, &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS13,
 		NextProtos:   []string{"h2", "http/1.1"},
 	})
-	return s, nil
+	return nil
 }
 
 func (s *Server) tokenPath() string {
@@ -235,12 +247,16 @@ func (s *Server) Close() error {
 		if s.relayLn != nil {
 			s.relayLn.Close()
 		}
+		if s.admin != nil {
+			s.admin.Close()
+		}
 		if s.api != nil {
 			s.api.Close()
 		}
 		if s.store != nil {
 			s.closeErr = s.store.Close()
 		}
+		s.lock.Release()
 	})
 	return s.closeErr
 }

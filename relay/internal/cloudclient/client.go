@@ -37,7 +37,13 @@ type Options struct {
 	URL         string // https://cloud.example:8443
 	CAFile      string // PEM bundle to trust
 	Fingerprint string // pinned SPKI SHA-256, hex; replaces CA validation
-	Timeout     time.Duration
+	// Timeout bounds a whole call (request sent, answer read) on a
+	// connection; a long poll asks the cloud to wait less than this.
+	Timeout time.Duration
+	// ConnectTimeout bounds a new connection: TCP connect (to the proxy
+	// when there is one) and the TLS handshake, and the answer to an HTTP/2
+	// keep-alive ping on an idle connection. Default DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 	// Proxy is the outbound HTTP CONNECT proxy, http://[user:pass@]host:port
 	// (basic credentials from the userinfo). Empty: the standard environment
 	// variables (HTTPS_PROXY, NO_PROXY) decide.
@@ -53,6 +59,8 @@ type Client struct {
 	enc   *zstd.Encoder
 	proxy func(*http.Request) (*url.URL, error)
 	m     *metrics
+
+	timeout, connectTimeout time.Duration
 
 	mu   sync.RWMutex
 	auth string
@@ -87,6 +95,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
 	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, err
@@ -101,15 +112,18 @@ func New(opts Options) (*Client, error) {
 	tr := &http.Transport{
 		Proxy:                  proxy,
 		OnProxyConnectResponse: onConnectResponse,
+		DialContext:            dialer(opts.ConnectTimeout),
 		TLSClientConfig:        tc,
 		ForceAttemptHTTP2:      true,
+		HTTP2:                  http2Health(opts.ConnectTimeout),
 		MaxIdleConnsPerHost:    4,
 		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
+		TLSHandshakeTimeout:    opts.ConnectTimeout,
 	}
 	return &Client{
 		base: u, hc: &http.Client{Transport: tr, Timeout: opts.Timeout}, enc: enc,
 		proxy: proxy, m: newMetrics(opts.Registerer),
+		timeout: opts.Timeout, connectTimeout: opts.ConnectTimeout,
 	}, nil
 }
 
@@ -244,12 +258,15 @@ func (c *Client) do(ctx context.Context, path string, auth bool, body []byte, hd
 	}
 	res, err := c.hc.Do(hr)
 	if err != nil {
-		return c.proxyFailure(hr, err)
+		if perr := c.proxyFailure(hr, err); perr != err {
+			return perr
+		}
+		return c.classifyConnect(err, c.timeout)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
 	if err != nil {
-		return fmt.Errorf("read response: %w", err)
+		return fmt.Errorf("read response: %w", c.classifyConnect(err, c.timeout))
 	}
 	if res.StatusCode/100 != 2 {
 		se := &StatusError{HTTPStatus: res.StatusCode, RetryAfter: parseRetryAfter(res.Header.Get("Retry-After"))}

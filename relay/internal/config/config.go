@@ -76,6 +76,10 @@ type Uplink struct {
 	MinBackoff     time.Duration `yaml:"min_backoff"`
 	MaxBackoff     time.Duration `yaml:"max_backoff"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// ConnectTimeout bounds a new connection to the cloud (TCP and TLS) and
+	// the answer to a keep-alive ping: a silently dropped path is reported
+	// after this long, not after request_timeout.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
 
 // Default returns the configuration used for keys the file leaves out.
@@ -92,6 +96,7 @@ func Default() Config {
 			MinBackoff:     250 * time.Millisecond,
 			MaxBackoff:     30 * time.Second,
 			RequestTimeout: 30 * time.Second,
+			ConnectTimeout: cloudclient.DefaultConnectTimeout,
 		},
 		HeartbeatInterval: 5 * time.Minute,
 		Cluster:           cluster.Default(),
@@ -204,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Uplink.RequestTimeout <= 0 {
 		bad("uplink.request_timeout must be positive")
+	}
+	if c.Uplink.ConnectTimeout <= 0 || c.Uplink.ConnectTimeout > c.Uplink.RequestTimeout {
+		bad("uplink.connect_timeout %s: want 0 < connect_timeout <= request_timeout (%s)", c.Uplink.ConnectTimeout, c.Uplink.RequestTimeout)
 	}
 	if c.HeartbeatInterval <= 0 {
 		bad("heartbeat_interval must be positive")

@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
+	"github.com/gatehouse/gatehouse/internal/dirlock"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
@@ -45,15 +45,28 @@ type Daemon struct {
 	wg          sync.WaitGroup  // that work
 	dnsChanged  chan struct{}
 
+	lock *dirlock.Lock // data_dir, held from New to Close
 	once sync.Once
 }
 
 // New opens the spool, binds the agent and admin listeners and prepares the
 // uplink. It starts no goroutine. cfg must be validated.
 func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	lock, err := dirlock.Acquire(cfg.DataDir, "gatehouse-relay")
+	if err != nil {
+		return nil, err
 	}
+	d := &Daemon{cfg: cfg, log: log, dnsChanged: make(chan struct{}, 1), lock: lock}
+	// Release what the steps below do not close themselves on failure.
+	opened := false
+	defer func() {
+		if !opened {
+			if d.admin != nil {
+				d.admin.Close()
+			}
+			lock.Release()
+		}
+	}()
 	if e, err := cloudclient.LoadEnrollment(cfg.DataDir); err != nil {
 		return nil, err
 	} else if e == nil && cfg.Cloud.EnrollmentToken == "" {
@@ -64,7 +77,6 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, dnsChanged: make(chan struct{}, 1)}
 	d.admin, err = adminhttp.New(cfg.AdminListen, d.ready)
 	if err != nil {
 		return nil, err
@@ -79,7 +91,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.client, err = cloudclient.New(cloudclient.Options{
 		URL: cfg.Cloud.URL, CAFile: cfg.Cloud.CAFile, Fingerprint: cfg.Cloud.Fingerprint, Timeout: cfg.Uplink.RequestTimeout,
-		Proxy: cfg.Cloud.Proxy, Registerer: reg,
+		ConnectTimeout: cfg.Uplink.ConnectTimeout,
+		Proxy:          cfg.Cloud.Proxy, Registerer: reg,
 	})
 	if err != nil {
 		d.spool.Close()
@@ -149,6 +162,8 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
 	d.clusterRoutes()
+	d.healthChecks()
+	opened = true
 	return d, nil
 }
 
@@ -231,6 +246,7 @@ func (d *Daemon) Close() error {
 		}
 		d.client.Close()
 		err = d.spool.Close()
+		d.lock.Release()
 	})
 	return err
 }

@@ -1,6 +1,10 @@
 package uplink
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	uploads     *prometheus.CounterVec
@@ -8,11 +12,14 @@ type metrics struct {
 	batches     *prometheus.CounterVec
 	rejected    prometheus.Counter
 	backoff     prometheus.Gauge
-	reachable   prometheus.Gauge
+	reachable   prometheus.GaugeFunc
+	lastContact prometheus.GaugeFunc
 	reconciled  *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics: reachable and lastContact are read at scrape time, so the
+// gauges age like the status does.
+func newMetrics(reg prometheus.Registerer, reachable func() bool, lastContact func() time.Time) *metrics {
 	m := &metrics{
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_relay_uplink_uploads_total", Help: "Upload attempts by result (ok, error).",
@@ -29,15 +36,29 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		backoff: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "gatehouse_relay_uplink_backoff_seconds", Help: "Current wait before retrying the cloud (0 when healthy).",
 		}),
-		reachable: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "gatehouse_relay_cloud_reachable", Help: "1 when the last call to the cloud got an answer.",
+		reachable: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_relay_cloud_reachable", Help: "1 when the cloud answered within two long polls and no call failed to reach it since.",
+		}, func() float64 {
+			if reachable() {
+				return 1
+			}
+			return 0
+		}),
+		lastContact: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_relay_cloud_last_contact_timestamp_seconds", Help: "Unix time the cloud last answered a call; 0: not since start.",
+		}, func() float64 {
+			t := lastContact()
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.UnixNano()) / 1e9
 		}),
 		reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_relay_uplink_reconciled_total", Help: "Offline agent registrations told to the cloud, by result (ok, refused).",
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.uploads, m.uploadBytes, m.batches, m.rejected, m.backoff, m.reachable, m.reconciled)
+		reg.MustRegister(m.uploads, m.uploadBytes, m.batches, m.rejected, m.backoff, m.reachable, m.lastContact, m.reconciled)
 	}
 	return m
 }

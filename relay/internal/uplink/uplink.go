@@ -68,7 +68,14 @@ type Options struct {
 type Status struct {
 	UploadedBatches int64  `json:"uploaded_batches"`
 	LastError       string `json:"last_error"`
-	CloudReachable  bool   `json:"cloud_reachable"`
+	// CloudReachable: the cloud answered recently (within ReachableWindow)
+	// and no call failed to reach it since.
+	CloudReachable bool `json:"cloud_reachable"`
+	// LastContact is when the cloud last answered a call; zero: never
+	// since the relay started.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Uplink is the spool -> cloud mover. New starts nothing; Run does.
@@ -80,10 +87,13 @@ type Uplink struct {
 	enrolled chan struct{}
 	enroll   atomic.Pointer[cloudv1.EnrollResponse]
 
-	uploaded  atomic.Int64
-	reachable atomic.Bool
-	mu        sync.Mutex
-	lastErr   string
+	uploaded atomic.Int64
+
+	mu          sync.Mutex
+	lastErr     string
+	lastErrAt   time.Time
+	lastContact time.Time // the cloud answered (success or a verdict)
+	lastLost    time.Time // a call could not reach the cloud
 }
 
 // New checks options and builds an Uplink.
@@ -112,8 +122,15 @@ func New(o Options) *Uplink {
 	if o.Delivered == nil {
 		o.Delivered = func(string, []uint64) {}
 	}
-	return &Uplink{o: o, log: o.Logger.With("component", "uplink"), m: newMetrics(o.Registerer), enrolled: make(chan struct{})}
+	u := &Uplink{o: o, log: o.Logger.With("component", "uplink"), enrolled: make(chan struct{})}
+	u.m = newMetrics(o.Registerer, u.reachableNow, u.lastContactAt)
+	return u
 }
+
+// ReachableWindow is how recent the cloud's last answer must be for the
+// cloud to count as reachable: two long polls, so a healthy relay (which
+// polls without pause) never drops out between answers.
+func (u *Uplink) ReachableWindow() time.Duration { return 2 * u.o.PollWait }
 
 // Enrollment returns the relay's enrollment, or nil before it has one.
 func (u *Uplink) Enrollment() *cloudv1.EnrollResponse { return u.enroll.Load() }
@@ -130,7 +147,49 @@ func (u *Uplink) Enrolled() <-chan struct{} { return u.enrolled }
 func (u *Uplink) Status() Status {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return Status{UploadedBatches: u.uploaded.Load(), LastError: u.lastErr, CloudReachable: u.reachable.Load()}
+	return Status{
+		UploadedBatches: u.uploaded.Load(), LastError: u.lastErr, CloudReachable: u.reachableLocked(u.o.Clock.Now()),
+		LastContact: u.lastContact, LastErrorAt: u.lastErrAt,
+	}
+}
+
+// Unreachable returns nil while the cloud is reachable, or why it is not,
+// for /readyz.
+func (u *Uplink) Unreachable() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	now := u.o.Clock.Now()
+	switch {
+	case u.reachableLocked(now):
+		return nil
+	case u.lastContact.IsZero() && u.lastErr == "":
+		return errors.New("cloud not reached yet since start")
+	case u.lastContact.IsZero():
+		return fmt.Errorf("cloud not reached since start: %s", u.lastErr)
+	case u.lastErr != "" && !u.lastLost.Before(u.lastContact):
+		return fmt.Errorf("cloud unreachable since %s (last answer %s ago): %s",
+			u.lastLost.UTC().Format(time.RFC3339), now.Sub(u.lastContact).Round(time.Second), u.lastErr)
+	default:
+		return fmt.Errorf("cloud silent: no answer for %s (more than %s)", now.Sub(u.lastContact).Round(time.Second), u.ReachableWindow())
+	}
+}
+
+func (u *Uplink) reachableNow() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.reachableLocked(u.o.Clock.Now())
+}
+
+func (u *Uplink) lastContactAt() time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.lastContact
+}
+
+// reachableLocked: the cloud answered within the window and nothing failed
+// to reach it since. A success long ago says nothing about the path now.
+func (u *Uplink) reachableLocked(now time.Time) bool {
+	return !u.lastContact.IsZero() && !u.lastContact.Before(u.lastLost) && now.Sub(u.lastContact) <= u.ReachableWindow()
 }
 
 // Run enrolls if needed, then uploads and polls until ctx ends.
@@ -184,23 +243,23 @@ func (u *Uplink) ensureEnrolled(ctx context.Context) error {
 	}
 }
 
-// callResult records the outcome of a cloud call for status and metrics.
+// callResult records the outcome of a cloud call for status and metrics:
+// a success or a verdict (4xx) is contact with the cloud; a network error or
+// a 5xx is not.
 func (u *Uplink) callResult(err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	now := u.o.Clock.Now()
 	if err == nil {
-		u.reachable.Store(true)
-		u.m.reachable.Set(1)
+		u.lastContact = now
 		u.lastErr = ""
 		return
 	}
-	u.lastErr = err.Error()
+	u.lastErr, u.lastErrAt = err.Error(), now
 	if cloudclient.Unreachable(err) {
-		u.reachable.Store(false)
-		u.m.reachable.Set(0)
+		u.lastLost = now
 	} else {
-		u.reachable.Store(true)
-		u.m.reachable.Set(1)
+		u.lastContact = now
 	}
 }
 

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse/gatehouse/e2e/harness"
+	"github.com/gatehouse/gatehouse/internal/netns"
+)
+
+// A normal stop is not an error: every binary, stopped with SIGTERM while
+// the relay long-polls the cloud and an agent streams to the relay, logs no
+// ERROR line and exits 0.
+func TestCleanShutdownLogsNoError(t *testing.T) {
+	s := newSite(t, harness.RelayOptions{})
+	a, w := s.agent("agent-1")
+	if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(20); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExactlyOnce(2*time.Minute, nil, w)
+	// The cloud first, while the relay holds a long poll open, then the
+	// relay while the agent is connected, then the agent.
+	for _, p := range []*harness.Proc{s.cloud.Proc, s.relay.Proc, a.Proc} {
+		if err := p.Stop(30 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ExitErr(); err != nil {
+			t.Errorf("%s: exit after SIGTERM: %v\n%s", p.Name, err, p.Tail(20))
+		}
+		if p.LogContains("level=ERROR") {
+			t.Errorf("%s logged an ERROR on a normal stop:\n%s", p.Name, p.Tail(20))
+		}
+	}
+}
+
+// The firewall between the relay and the cloud starts dropping packets
+// (no reset, no ICMP), while the relay holds an HTTP/2 connection to the
+// cloud and its agent keeps sending. The relay must say so, naming the
+// cloud's address and the likely cause, /v1/status and the gauge must stop
+// calling the cloud reachable, and /readyz must answer 503 naming the
+// cloud, while the agent stays connected and its data is spooled. When the
+// path opens again everything arrives exactly once and the relay is ready.
+func TestDMZSilentlyDroppedCloudPath(t *testing.T) {
+	d := newDMZSite(t, dmzOptions{})
+	a, w := d.agent("agent-1", "")
+	writeLines(t, w, 2, 50)
+	st := d.waitRelay("relay uploading", func(s harness.RelayStatus) bool {
+		return s.Uplink.UploadedBatches > 0 && s.Uplink.CloudReachable
+	})
+	if st.Uplink.LastContact == "" {
+		t.Errorf("relay status while uploading: no last_contact (%+v)", st.Uplink)
+	}
+	if code, body, err := d.relay.Readyz(d.ctx); err != nil || code != http.StatusOK {
+		t.Fatalf("readyz with the cloud reachable: got %d %q (%v), want 200", code, body, err)
+	}
+
+	// Drop everything between the relay and the cloud, both ways, ahead of
+	// the rule that lets established connections through.
+	relayIP, cloudIP := d.net.Relay().IP.String(), d.net.Cloud.IP.String()
+	open, err := netns.Open.Ruleset(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := strings.Replace(open, "ct state established,related accept", fmt.Sprintf(
+		"ip saddr %s ip daddr %s counter drop comment \"cloud-path\"\n\t\t"+
+			"ip saddr %s ip daddr %s counter drop comment \"cloud-path\"\n\t\t"+
+			"ct state established,related accept", relayIP, cloudIP, cloudIP, relayIP), 1)
+	if err := d.net.Nft(cut); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("relay <-> cloud dropped")
+	writeLines(t, w, 3, 50)
+
+	cloudAddr := d.cloud.Listen
+	st = d.waitRelay("relay to report the silent drop", func(s harness.RelayStatus) bool {
+		return !s.Uplink.CloudReachable && strings.Contains(s.Uplink.LastError, cloudAddr) &&
+			strings.Contains(s.Uplink.LastError, "dropped by a firewall?") && s.Spool.Batches > 0
+	})
+	t.Logf("relay status while dropped: reachable=%v last_error=%q spooled=%d", st.Uplink.CloudReachable, st.Uplink.LastError, st.Spool.Batches)
+	if n, err := d.relay.Metric(d.ctx, "gatehouse_relay_cloud_reachable"); err != nil || n != 0 {
+		t.Errorf("gatehouse_relay_cloud_reachable while dropped: got %v (%v), want 0", n, err)
+	}
+	code, body, err := d.relay.Readyz(d.ctx)
+	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "cloud") {
+		t.Errorf("readyz while dropped: got %d %q (%v), want 503 naming the cloud", code, body, err)
+	}
+	t.Logf("readyz while dropped: %d %s", code, body)
+	if as, err := a.Status(); err != nil || as.State != "connected" {
+		t.Errorf("agent while the cloud path is dropped: got %+v (%v), want still connected to the relay", as, err)
+	}
+	if n, err := d.net.Dropped("cloud-path"); err != nil || n == 0 {
+		t.Errorf("packets dropped between relay and cloud: got %d (%v), want > 0", n, err)
+	}
+
+	d.net.SetPolicy(netns.Open)
+	t.Log("relay <-> cloud open again")
+	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
+	d.waitRelay("relay reachable again", func(s harness.RelayStatus) bool { return s.Uplink.CloudReachable })
+	if err := harness.WaitFor(d.ctx, time.Minute, "readyz 200 again", func() (bool, error) {
+		code, body, err := d.relay.Readyz(d.ctx)
+		return err == nil && code == http.StatusOK, fmt.Errorf("readyz %d %q (%v)", code, body, err)
+	}); err != nil {
+		t.Error(err)
+	}
+}
