@@ -105,6 +105,12 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 	if s.err == nil {
 		s.err = errors.New("session ended")
 	}
+	var re *RelayError
+	if tr == TransportTCPProxy && !errors.As(s.err, &re) && !errors.Is(s.err, errQUICBack) {
+		// A broken tunnel looks like the relay hanging up (EOF, reset):
+		// say the proxy was in the path, it may be what died.
+		s.err = fmt.Errorf("%w (connected through proxy %s)", s.err, s.c.Status().Proxy)
+	}
 	return true, s.err
 }
 
