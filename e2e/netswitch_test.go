@@ -73,3 +73,45 @@ func TestDMZProxyDeathReportedAtOnce(t *testing.T) {
 	}
 	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
 }
+
+// UDP starts being dropped under a live QUIC session while lines flow: the
+// agent sees its writes go unanswered, races a TCP leg and moves to it
+// without its session failing (before this, it waited out QUIC's 3 s idle
+// timeout and reconnected, about 4 s). The switch time is measured and
+// logged, not asserted; every line arrives exactly once.
+func TestDMZUDPCutMidStreamMovesToTCP(t *testing.T) {
+	d := newDMZSite(t, dmzOptions{policy: netns.Open})
+	a, w := d.agent("agent-1", "")
+	writeLines(t, w, 3, 50)
+	d.waitAgent(a, "agent connected over quic", func(s harness.AgentStatus) bool {
+		return s.State == "connected" && s.Transport == "quic"
+	})
+	stop := make(chan struct{})
+	writing := writeFor(w, 20, 50*time.Millisecond, stop)
+	time.Sleep(500 * time.Millisecond) // lines in flight when the cut comes
+	d.net.SetPolicy(netns.AgentUDPDropped)
+	cut := time.Now()
+	t.Logf("UDP cut at %s", cut.UTC().Format("15:04:05.000"))
+	d.waitAgent(a, "agent moved to tcp", func(s harness.AgentStatus) bool {
+		return s.State == "connected" && s.Transport == "tcp"
+	})
+	t.Logf("UDP cut mid-stream: agent on tcp %s later (status.json polled every 100 ms)", time.Since(cut).Round(10*time.Millisecond))
+	t.Logf("agent: %s", firstLineWith(a.LogPath, "quic path stalled"))
+	if l := firstLineWith(a.LogPath, "moved from quic to tcp without reconnecting"); l != "" {
+		t.Logf("agent: %s", l)
+	} else {
+		t.Errorf("agent log does not say it moved over to tcp")
+	}
+	if l := firstLineWith(a.LogPath, "relay connection failed"); l != "" {
+		t.Errorf("the session failed instead of moving over (QUIC timed out):\n%s", l)
+	}
+	time.Sleep(time.Second) // lines written on tcp too
+	close(stop)
+	if err := <-writing; err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.net.Dropped("agent-udp"); err != nil || n == 0 {
+		t.Errorf("agent UDP dropped by the firewall: got %d (%v), want > 0", n, err)
+	}
+	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
+}
