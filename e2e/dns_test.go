@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/gatehouse/gatehouse/cloud/adminapi"
 	"github.com/gatehouse/gatehouse/e2e/harness"
 )
@@ -157,5 +159,132 @@ func TestDNSOverridesFromCloudOnEveryNode(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// digMsg asks server with dig and returns its full output (flags, sections).
+func digMsg(server, name, typ string, extra ...string) string {
+	host, port, _ := net.SplitHostPort(server)
+	args := append([]string{"@" + host, "-p", port, name, typ, "+time=1", "+tries=1", "+nocookie"}, extra...)
+	out, _ := exec.Command("dig", args...).Output()
+	return string(out)
+}
+
+// digFlags is the header flags dig printed ("qr aa rd ra"), "" without an answer.
+func digFlags(out string) []string {
+	_, rest, ok := strings.Cut(out, ";; flags: ")
+	if !ok {
+		return nil
+	}
+	flags, _, _ := strings.Cut(rest, ";")
+	return strings.Fields(flags)
+}
+
+// authoritativeUpstream is a DNS server on loopback answering every A
+// question with 10.1.2.3 as an authoritative, validating server does (AA
+// and AD set), like a site's Active Directory DNS.
+func authoritativeUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative, m.AuthenticatedData = true, true
+		if q := req.Question[0]; q.Qtype == dns.TypeA {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(10, 1, 2, 3)}}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+// The relay's DNS answers as a resolver should: a forwarded answer, fresh
+// or from the cache, never claims to be authoritative (only overrides do);
+// ANY for an override name gets its A and AAAA records (RFC 8482); and an
+// allow-list that opens the resolver to the internet in two /1 halves is
+// refused at start with a message naming the entry.
+func TestDNSForwardedNotAuthoritativeAndANY(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed (Debian bind9-dnsutils; `make test` installs it as root)")
+	}
+	s := newSite(t, harness.RelayOptions{DNS: true})
+	if err := s.relay.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]any{"refuse_unknown": false, "upstreams": []string{authoritativeUpstream(t)}} {
+		if err := s.relay.SetDNS(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.relay.Restart(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.cloud.Admin.SetDNSOverrides(s.ctx, s.site.TenantID, s.site.SiteID, []adminapi.DNSRecord{
+		{Name: "ingest.cloud.example", Type: "A", Values: []string{"192.0.2.10"}, TTL: 30},
+		{Name: "ingest.cloud.example", Type: "AAAA", Values: []string{"2001:db8::10"}, TTL: 30},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsAddr := s.relay.DNSAddr
+	err = harness.WaitFor(s.ctx, 45*time.Second, "override answered", func() (bool, error) {
+		return slices.Equal(dig(t, dnsAddr, "ingest.cloud.example", "A"), []string{"192.0.2.10"}), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := digFlags(digMsg(dnsAddr, "ingest.cloud.example", "A")); !slices.Contains(f, "aa") {
+		t.Errorf("override answer flags %v: want aa (the relay's own data)", f)
+	}
+
+	// Forwarded: first from the upstream, then from the cache.
+	for i, from := range []string{"upstream", "cache"} {
+		out := digMsg(dnsAddr, "host.corp.example", "A", "+noadflag") // dig sets AD by default
+		if !strings.Contains(out, "10.1.2.3") {
+			t.Fatalf("forwarded answer %d: no 10.1.2.3 in\n%s", i, out)
+		}
+		f := digFlags(out)
+		if slices.Contains(f, "aa") {
+			t.Errorf("answer from the %s: flags %v, want no aa (the relay is not authoritative for forwarded names)", from, f)
+		}
+		if slices.Contains(f, "ad") {
+			t.Errorf("answer from the %s: flags %v, want no ad (the client asked for neither AD nor DO)", from, f)
+		}
+	}
+	if n, err := s.relay.Metric(s.ctx, "gatehouse_dns_answers_total", `source="cache"`); err != nil || n < 1 {
+		t.Errorf("gatehouse_dns_answers_total{source=cache}: got %v (%v), want >= 1 (the second answer came from the cache)", n, err)
+	}
+
+	// ANY for an override name: its A and AAAA, over UDP and TCP.
+	for _, proto := range []string{"+notcp", "+tcp"} {
+		got := dig(t, dnsAddr, "ingest.cloud.example", "ANY", proto)
+		if want := []string{"192.0.2.10", "2001:db8::10"}; !slices.Equal(got, want) {
+			t.Errorf("ANY ingest.cloud.example (%s): got %v, want %v", proto, got, want)
+		}
+	}
+
+	// 0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0: the relay refuses to start.
+	if err := s.relay.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relay.SetDNS("allow_networks", []string{"0.0.0.0/1", "128.0.0.0/1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relay.Start(); err != nil {
+		t.Fatal(err)
+	}
+	err = harness.WaitFor(s.ctx, 30*time.Second, "relay to refuse its config and exit", func() (bool, error) {
+		return !s.relay.Running(), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := `dns.allow_networks "0.0.0.0/1": an IPv4 prefix shorter than /8`; !s.relay.LogContains(msg) {
+		t.Errorf("relay log does not say %q:\n%s", msg, s.relay.Tail(10))
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
@@ -320,9 +321,33 @@ func (c *Client) connectOnce(ctx context.Context) (healthy bool, err error) {
 			}
 			continue
 		}
-		return s.serve(ctx, rep, rd)
+		return c.serveSwitching(ctx, s, rep, rd)
 	}
 	return false, errors.Join(errs...)
+}
+
+// serveSwitching serves a session and, when its QUIC path stalled and a TCP
+// leg answered instead (switchOver), the TCP session at once: no backoff,
+// no new race. Batches in flight on QUIC go out again on TCP; the relay
+// answers those it already spooled DUPLICATE.
+func (c *Client) serveSwitching(ctx context.Context, s *session, rep *agentv1.HelloReply, rd *framing.Reader) (bool, error) {
+	for {
+		healthy, err := s.serve(ctx, rep, rd)
+		var sw *switchOver
+		if !errors.As(err, &sw) || ctx.Err() != nil {
+			if sw != nil {
+				sw.s.conn.Close()
+			}
+			return healthy, err
+		}
+		tr := sw.s.conn.Transport()
+		c.log.Info("moved from quic to "+tr+" without reconnecting", "relay", s.addr,
+			"switch_ms", c.opts.Now().Sub(sw.stalled).Milliseconds())
+		if err := c.mem.set(networkKey(s.addr), tr, c.opts.Now()); err != nil {
+			c.log.Warn("remember transport", "err", err)
+		}
+		s, rep, rd = sw.s, sw.rep, sw.rd
+	}
 }
 
 func (c *Client) pinSource() string {

@@ -39,11 +39,32 @@ type stream interface {
 	SetReadDeadline(t time.Time) error
 }
 
-type quicConn struct{ c *quic.Conn }
+// quicConn is a QUIC connection whose stream writes are timed (writeClock),
+// so that a path that stopped answering is noticed (stall.go).
+type quicConn struct {
+	c *quic.Conn
+	w *writeClock
+}
 
-func (q quicConn) OpenStream(ctx context.Context) (stream, error) { return q.c.OpenStreamSync(ctx) }
-func (q quicConn) Close()                                         { q.c.CloseWithError(framing.CloseNormal, "") }
-func (q quicConn) Transport() string                              { return TransportQUIC }
+func (q *quicConn) OpenStream(ctx context.Context) (stream, error) {
+	st, err := q.c.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return quicStream{st, q.w}, nil
+}
+func (q *quicConn) Close()            { q.c.CloseWithError(framing.CloseNormal, "") }
+func (q *quicConn) Transport() string { return TransportQUIC }
+
+type quicStream struct {
+	*quic.Stream
+	w *writeClock
+}
+
+func (s quicStream) Write(p []byte) (int, error) {
+	s.w.wrote()
+	return s.Stream.Write(p)
+}
 
 type tcpConn struct {
 	sess *yamux.Session
@@ -149,7 +170,9 @@ func (c *Client) dialQUIC(ctx context.Context, addr string) (conn, *pinCheck, er
 	if err != nil {
 		return nil, nil, dialErr(pc, addr, TransportQUIC, err)
 	}
-	return quicConn{qc}, pc, nil
+	w := newWriteClock(c.opts.Now)
+	w.conn = qc
+	return &quicConn{c: qc, w: w}, pc, nil
 }
 
 // dialTCP dials TLS over TCP, through the proxy when one applies to addr.

@@ -85,8 +85,11 @@ func (c *Client) establish(ctx context.Context, addr string) (*session, *agentv1
 	}
 	var win *attemptResult
 	var failed []attemptResult
-	for range plan {
+	for i := range plan {
 		r := <-results
+		if r.err != nil && win == nil && i < len(plan)-1 && rctx.Err() == nil {
+			c.reportEarly(addr, r)
+		}
 		switch {
 		case r.err == nil && win == nil:
 			win = &r
@@ -149,24 +152,40 @@ func (c *Client) attempt(ctx context.Context, addr, kind string) attemptResult {
 	return attemptResult{kind: kind, s: s, rep: rep, rd: rd}
 }
 
-// bestError picks the failure that tells the operator most: what the relay
-// said, then a pin mismatch, then a proxy failure, then the rest.
-func bestError(addr string, failed []attemptResult) error {
-	rank := func(err error) int {
-		var re *RelayError
-		var pe *ProxyError
-		switch {
-		case errors.As(err, &re):
-			return 4
-		case errors.Is(err, ErrPinMismatch):
-			return 3
-		case errors.As(err, &pe):
-			return 2
-		case errors.Is(err, context.Canceled):
-			return 0
-		}
-		return 1
+// reportEarly puts a failure that needs the operator (the relay's refusal,
+// a pin mismatch, the proxy refusing or unreachable) in the status and the
+// log as soon as its leg fails, while the other leg still tries: a QUIC
+// handshake through a firewall that drops UDP takes the whole dial timeout,
+// and the operator should not see the last session's error until then.
+func (c *Client) reportEarly(addr string, r attemptResult) {
+	if errorRank(r.err) < 2 {
+		return
 	}
+	c.log.Warn("transport attempt failed; still trying the other transport", "relay", addr, "transport", r.kind, "err", r.err)
+	c.setStatus(func(s *Status) { s.LastError = r.err.Error() })
+}
+
+// errorRank orders failures by what they tell the operator: what the relay
+// said, then a pin mismatch, then a proxy failure, then the rest.
+func errorRank(err error) int {
+	var re *RelayError
+	var pe *ProxyError
+	switch {
+	case errors.As(err, &re):
+		return 4
+	case errors.Is(err, ErrPinMismatch):
+		return 3
+	case errors.As(err, &pe):
+		return 2
+	case errors.Is(err, context.Canceled):
+		return 0
+	}
+	return 1
+}
+
+// bestError picks the failure that tells the operator most (errorRank).
+func bestError(addr string, failed []attemptResult) error {
+	rank := errorRank
 	var best error
 	var others []error
 	for _, f := range failed {

@@ -99,12 +99,22 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 	if tr != TransportQUIC && s.c.opts.Mode == ModeAuto {
 		run(s.reprobeQUIC)
 	}
+	if tr == TransportQUIC && s.c.opts.Mode == ModeAuto {
+		run(s.watchPath)
+	}
 	// Unblock stream reads when the session ends for any reason.
 	stop := context.AfterFunc(ctx, s.conn.Close)
 	defer stop()
 	s.wg.Wait()
 	if s.err == nil {
 		s.err = errors.New("session ended")
+	}
+	var re *RelayError
+	var sw *switchOver
+	if tr == TransportTCPProxy && !errors.As(s.err, &re) && !errors.Is(s.err, errQUICBack) && !errors.As(s.err, &sw) {
+		// A broken tunnel looks like the relay hanging up (EOF, reset):
+		// say the proxy was in the path, it may be what died.
+		s.err = fmt.Errorf("%w (connected through proxy %s)", s.err, s.c.Status().Proxy)
 	}
 	return true, s.err
 }

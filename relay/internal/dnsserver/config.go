@@ -21,7 +21,8 @@ type Config struct {
 	// Upstreams are tried in order ("host:port", port 53 when omitted).
 	Upstreams []string `yaml:"upstreams"`
 	// AllowNetworks are the client prefixes answered; everyone else gets
-	// REFUSED. Never empty, never ::/0 or 0.0.0.0/0.
+	// REFUSED. Never empty; no IPv4 prefix shorter than MinIPv4AllowBits,
+	// no IPv6 one shorter than MinIPv6AllowBits outside the private ranges.
 	AllowNetworks []string `yaml:"allow_networks"`
 	// RateLimit bounds queries per client (/32 for IPv4, /64 for IPv6).
 	RateLimit RateLimit `yaml:"rate_limit"`
@@ -134,12 +135,44 @@ func parsePrefixes(nets []string) ([]netip.Prefix, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if p.Bits() == 0 {
-			return nil, fmt.Errorf("dns.allow_networks %q: a /0 would make an open resolver", s)
+		if err := checkAllowPrefix(p); err != nil {
+			return nil, fmt.Errorf("dns.allow_networks %q: %w", s, err)
 		}
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// The shortest prefixes dns.allow_networks takes. Two /1s cover the whole
+// internet as well as a /0 does, so a check for /0 alone is no check: any
+// prefix wider than an IPv4 /8 or an IPv6 /32 (a large ISP's allocation)
+// is refused. IPv6 ULA (fc00::/7) and link-local (fe80::/10) are not
+// routed on the internet and may be written whole.
+const (
+	MinIPv4AllowBits = 8
+	MinIPv6AllowBits = 32
+)
+
+var ipv6Private = []netip.Prefix{netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("fe80::/10")}
+
+func checkAllowPrefix(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case a.Is4In6():
+		// Clients are matched by their plain IPv4 address: a mapped prefix
+		// would never match and only hide what was meant.
+		return fmt.Errorf("IPv4-mapped IPv6 prefix: write it as IPv4 (%s/%d)", a.Unmap(), max(p.Bits()-96, 0))
+	case a.Is4() && p.Bits() < MinIPv4AllowBits:
+		return fmt.Errorf("an IPv4 prefix shorter than /%d would make the relay an open resolver for much of the internet: list the site's own networks", MinIPv4AllowBits)
+	case a.Is6() && p.Bits() < MinIPv6AllowBits:
+		for _, priv := range ipv6Private {
+			if priv.Bits() <= p.Bits() && priv.Contains(a) {
+				return nil
+			}
+		}
+		return fmt.Errorf("an IPv6 prefix shorter than /%d outside fc00::/7 and fe80::/10 would make the relay an open resolver for much of the internet: list the site's own networks", MinIPv6AllowBits)
+	}
+	return nil
 }
 
 func upstreamAddr(u string) (string, error) {

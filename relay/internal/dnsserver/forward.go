@@ -72,10 +72,7 @@ func (s *Server) resolve(ctx context.Context, job *fwdJob, out []byte) []byte {
 	}
 	s.cache.put(job.key, r)
 	s.m.answers[srcUpstream].Inc()
-	m := r.Copy()
-	m.Question = job.req.Question
-	m.Authoritative = false
-	return s.reply(out, job.req, m, job.proto)
+	return s.reply(out, job.req, forwarded(job.req, r.Copy()), job.proto)
 }
 
 // forwardUDP runs job in a goroutine, bounded by maxInflight; over that the

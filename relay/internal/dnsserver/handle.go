@@ -116,9 +116,27 @@ func (s *Server) slow(p []byte, client netip.Addr, proto int, counted bool, out 
 	key := cacheKey(q, do)
 	if m := s.cache.get(key); m != nil {
 		s.m.answers[srcCache].Inc()
-		return s.reply(out, req, m, proto), nil
+		return s.reply(out, req, forwarded(req, m), proto), nil
 	}
 	return nil, &fwdJob{req: req, q: q, key: key, proto: proto, limit: limitOf(req, proto)}
+}
+
+// forwarded fits an upstream answer, fresh or from the cache, to req. The
+// relay is authoritative only for its overrides and service name: an
+// upstream's AA is cleared, or a cached answer would look like the relay's
+// own data. AD is kept only for a client that asked for it with AD or DO
+// (RFC 6840 5.7-5.8). m is modified.
+func forwarded(req, m *dns.Msg) *dns.Msg {
+	m.Question = req.Question
+	m.Authoritative = false
+	do := false
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	if !req.AuthenticatedData && !do {
+		m.AuthenticatedData = false
+	}
+	return m
 }
 
 func errorMsg(req *dns.Msg, rcode int) *dns.Msg {

@@ -110,6 +110,11 @@ func TestOverridesEveryType(t *testing.T) {
 		{"_gatehouse._tcp.cloud.example.com", dns.TypeSRV, []string{"_gatehouse._tcp.cloud.example.com. 60 SRV 10 5 443 ingest.cloud.example.com."}, 0},
 		{"cloud.example.com", dns.TypeTXT, []string{`cloud.example.com. 60 TXT "v=gatehouse1 site=lab"`}, 0},
 		{"cloud.example.com", dns.TypeA, nil, 0}, // NODATA
+		// ANY (RFC 8482): the name's A and AAAA; HINFO "RFC8482" when it has
+		// neither; an alias's CNAME.
+		{"ingest.cloud.example.com", dns.TypeANY, []string{"ingest.cloud.example.com. 300 A 192.0.2.10", "ingest.cloud.example.com. 60 A 192.0.2.11", "ingest.cloud.example.com. 60 AAAA 2001:db8::10"}, 0},
+		{"cloud.example.com", dns.TypeANY, []string{`cloud.example.com. 60 HINFO "RFC8482" ""`}, 0},
+		{"api.cloud.example.com", dns.TypeANY, []string{"api.cloud.example.com. 60 CNAME ingest.cloud.example.com."}, 0},
 		{"other.example.com", dns.TypeA, nil, dns.RcodeRefused},
 	}
 	for _, network := range []string{"udp", "tcp"} {
@@ -290,6 +295,10 @@ func upstream(t *testing.T, hits *atomic.Int64) string {
 		hits.Add(1)
 		m := new(dns.Msg)
 		m.SetReply(req)
+		// As an authoritative, validating server answers: the relay must
+		// not pass these flags on as its own.
+		m.Authoritative = true
+		m.AuthenticatedData = true
 		q := req.Question[0]
 		switch {
 		case strings.HasSuffix(q.Name, "nx."):
@@ -334,8 +343,18 @@ func TestForwardingFailoverAndCache(t *testing.T) {
 			t.Errorf("%s forwarded: got %q", network, got)
 		}
 		if r.Authoritative {
-			t.Errorf("%s forwarded: got AA, want not authoritative", network)
+			t.Errorf("%s forwarded (%s): got AA, want not authoritative", network, map[string]string{"udp": "fresh", "tcp": "cached"}[network])
 		}
+		if r.AuthenticatedData {
+			t.Errorf("%s forwarded: got AD for a client that set neither AD nor DO", network)
+		}
+	}
+	// A client that sets AD still learns what the upstream validated.
+	m := new(dns.Msg)
+	m.SetQuestion("www.example.org.", dns.TypeA)
+	m.AuthenticatedData = true
+	if r, err := dns.Exchange(m, s.Addr().String()); err != nil || !r.AuthenticatedData || r.Authoritative {
+		t.Errorf("cached answer to a client setting AD: got %v (err %v), want AD and not AA", r, err)
 	}
 	if got := hits.Load(); got != 1 {
 		t.Errorf("upstream hits: got %d, want 1 (second answer from cache)", got)
@@ -351,8 +370,8 @@ func TestForwardingFailoverAndCache(t *testing.T) {
 	if got := testutil.ToFloat64(s.m.upFail.WithLabelValues(dead)); got != 2 {
 		t.Errorf("upstream_failures_total{upstream=dead}: got %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(s.m.answers[srcCache]); got != 2 {
-		t.Errorf("answers_total{source=cache}: got %v, want 2", got)
+	if got := testutil.ToFloat64(s.m.answers[srcCache]); got != 3 {
+		t.Errorf("answers_total{source=cache}: got %v, want 3", got)
 	}
 	// Overrides still win over upstream.
 	if r := ask(t, s, "udp", "ingest.cloud.example.com", dns.TypeA, 0); len(r.Answer) != 2 {

@@ -121,11 +121,28 @@ func buildSnapshot(overrides, service []dns.RR) (*snapshot, error) {
 			for t, rrs := range types {
 				e.types = append(e.types, typedAnswer{t, mustAnswer(owner, t, rrs, glue(owners, rrs))})
 			}
+			e.types = append(e.types, typedAnswer{dns.TypeANY, mustAnswer(owner, dns.TypeANY, anyAnswer(owner, types), nil)})
 			e.other = mustAnswer(owner, dns.TypeA, nil, nil)
 		}
 		snap.names[key] = e
 	}
 	return snap, nil
+}
+
+// anyAnswer is the answer to ANY for a name of ours (RFC 8482): its A and
+// AAAA records, what a client asking ANY almost always wants; a name with
+// neither gets the synthesized HINFO "RFC8482" of RFC 8482 4.2, so that
+// ANY never looks like a name without data. An alias answers ANY with its
+// CNAME (nameEntry.other).
+func anyAnswer(owner string, types map[uint16][]dns.RR) []dns.RR {
+	out := append(append([]dns.RR(nil), types[dns.TypeA]...), types[dns.TypeAAAA]...)
+	if len(out) > 0 {
+		return out
+	}
+	return []dns.RR{&dns.HINFO{
+		Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeHINFO, Class: dns.ClassINET, Ttl: ttlSeconds(DefaultTTL)},
+		Cpu: "RFC8482",
+	}}
 }
 
 func appendUnique(rrs []dns.RR, rr dns.RR) []dns.RR {
