@@ -5,11 +5,12 @@ BIN     := $(CURDIR)/bin
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/gatehouse/gatehouse/internal/version.Version=$(VERSION)
 CMDS    := ./relay/cmd/gatehouse-relay ./agent/cmd/gatehouse-agent \
-           ./cloud/cmd/gatehouse-cloud ./cloud/cmd/gatehousectl ./e2e/cmd/gatehouse-demo
+           ./cloud/cmd/gatehouse-cloud ./cloud/cmd/gatehousectl ./e2e/cmd/gatehouse-demo \
+           ./appliance-image/cmd/gatehouse-appliance
 # Debian packages the tests use: real peers, not mocks.
 TEST_PKGS := tinyproxy nftables iproute2 bind9-dnsutils protobuf-compiler
 
-.PHONY: all build demo test deps vet generate check-generated bench fuzz clean
+.PHONY: all build demo test deps vet generate check-generated bench fuzz clean packages appliance-test
 
 all: build
 
@@ -55,3 +56,17 @@ fuzz:
 
 clean:
 	rm -rf $(BIN)
+
+# Debian packages of the relay, the agent and the cloud (docs/appliance.md),
+# into appliance-image/build/packages. The version grows with every commit,
+# so each build upgrades the one before.
+PKG_VERSION ?= 0.1.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+packages: build
+	appliance-image/packages/build.sh $(BIN) $(CURDIR)/appliance-image/build/packages $(PKG_VERSION)
+
+# Builds the appliance image (as root) and boots it under qemu: enrollment by
+# credential, agents through it, a port scan, an A/B update and a rollback.
+appliance-test: build
+	$(MAKE) -C appliance-image BIN=$(BIN) PKG_VERSION=$(PKG_VERSION) all test-bundles
+	GATEHOUSE_BIN=$(BIN) GATEHOUSE_APPLIANCE=$(CURDIR)/appliance-image/build \
+		$(GO) test -count=1 -timeout 60m -run 'TestAppliance' -v ./e2e/
