@@ -101,6 +101,7 @@ type followed struct {
 	// bytes of it followed; the event goes out at its newline.
 	long    bool
 	skipped int64
+	cutSaid bool // a truncated line of this file was logged at INFO
 	gone    bool // no longer matched by the globs
 	idle    int  // polls without data since gone
 }
@@ -181,7 +182,7 @@ func New(opts Options, sink Sink, ckpts Checkpoints) *Tailer {
 type Stats struct {
 	Lines     uint64 // lines handed to the sink
 	Truncated uint64 // of them, cut at their source's MaxLine
-	LostFiles uint64 // files rotated away and removed while the agent was stopped, not read to their end
+	LostFiles uint64 // files removed, truncated or replaced while the agent was stopped before they were read to their end
 }
 
 // Stats returns the counters; safe to call from any goroutine.
@@ -409,6 +410,7 @@ func (t *Tailer) open(c candidate) {
 		}
 		delete(t.start, c.id)
 	}
+	delete(t.finished, c.id) // followed again (or its inode reused): finished anew later
 	t.updateHead(f)
 	t.files[c.id] = f
 	t.order = append(t.order, c.id)
@@ -572,7 +574,12 @@ func (t *Tailer) emit(f *followed, line []byte, n int64, cut bool) {
 	}
 	if cut {
 		t.truncated.Add(1)
-		t.log.Debug("long log line truncated", "path", f.path, "offset", start, "bytes", n, "kept", len(doc.Message))
+		lvl := slog.LevelDebug
+		if !f.cutSaid {
+			lvl, f.cutSaid = slog.LevelInfo, true
+		}
+		t.log.Log(context.Background(), lvl, "log line longer than max_line_bytes, truncated (logs.truncated_lines in the status counts them; raise logs[].max_line_bytes to keep such lines whole)",
+			"path", f.path, "offset", start, "bytes", n, "kept", len(doc.Message))
 	}
 	ck := ring.Checkpoint{Dev: f.id.Dev, Ino: f.id.Ino, Gen: f.gen, Offset: f.offset, Path: f.path}
 	if err := t.sink.Add(ev, &ck); err != nil {
