@@ -18,6 +18,21 @@ func TestEveryLineArrivesExactlyOnce(t *testing.T) {
 		a, w := s.agent(fmt.Sprintf("agent-%d", i))
 		agents, ws = append(agents, a), append(ws, w)
 	}
+	// An agent that first sees app.log after the rename below never
+	// learns of app.log.1 (no glob matches it, no checkpoint names it):
+	// start the burst once every agent follows its file.
+	for i, w := range ws {
+		if err := w.Write(1); err != nil {
+			t.Fatal(err)
+		}
+		a := agents[i]
+		err := harness.WaitFor(s.ctx, time.Minute, a.Name+" following app.log", func() (bool, error) {
+			return a.LogContains("following log file"), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	for round := 0; round < 10; round++ {
 		for _, w := range ws {
 			if err := w.Write(150); err != nil {

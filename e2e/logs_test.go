@@ -17,8 +17,9 @@ import (
 // logrotate renames app.log to app.log.1 (which the agent's "*.log" does
 // not match) while the agent is stopped: on restart the agent finishes
 // app.log.1 from its checkpoint, then reads the new app.log; every line
-// arrives exactly once. Then a rotated file removed before the restart: its
-// unread lines are lost, and the agent says so.
+// arrives exactly once; the same after a kill -9. Then a rotated file
+// removed before the restart: its unread lines are lost, and the agent says
+// so.
 func TestLogRotatedWhileAgentStopped(t *testing.T) {
 	s := newSite(t, harness.RelayOptions{})
 	a, w := s.agent("agent-1")
@@ -47,6 +48,18 @@ func TestLogRotatedWhileAgentStopped(t *testing.T) {
 		t.Errorf("agent log: want %q\n%s", msg, a.Tail(30))
 	}
 
+	// The same after a crash (kill -9): the ring's entries hold the
+	// checkpoint even when checkpoints.json lags.
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []func() error{func() error { return w.Write(100) }, func() error { return w.Rotate("1") }, func() error { return w.Write(100) }, a.Start} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.waitExactlyOnce(2*time.Minute, []*harness.Agent{a}, w)
+
 	// Rotated and removed while stopped: the 50 lines written after the stop
 	// are lost, with a warning and a count; the others still arrive once.
 	if err := a.Stop(10 * time.Second); err != nil {
@@ -70,7 +83,7 @@ func TestLogRotatedWhileAgentStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := append(before, w.Lines()[after:]...)
-	waitLines(t, s, a, want)
+	s.waitLinesExactlyOnce(2*time.Minute, []*harness.Agent{a}, want)
 	if msg := "removed while the agent was stopped"; !a.LogContains(msg) || !a.LogContains("lost_bytes=") {
 		t.Errorf("agent log: want a warning %q with lost_bytes\n%s", msg, a.Tail(30))
 	}
@@ -83,34 +96,20 @@ func TestLogRotatedWhileAgentStopped(t *testing.T) {
 	}
 }
 
-// waitLines waits until every line of want reached the cloud and the relay
-// and agent are drained, then checks each arrived exactly once.
-func waitLines(t *testing.T, s *testSite, a *harness.Agent, want []string) {
+// waitLogEvents waits until the cloud holds at least n log-line events and
+// returns them all.
+func waitLogEvents(t *testing.T, s *testSite, n int) []harness.LogEvent {
 	t.Helper()
-	err := harness.WaitFor(s.ctx, 2*time.Minute, "lines delivered and drained", func() (bool, error) {
-		got, err := s.cloud.Messages(s.ctx, s.site.TenantID)
-		if err != nil {
-			return false, err
-		}
-		if n := harness.Delivered(want, got); n < len(want) {
-			return false, fmt.Errorf("%d of %d lines delivered", n, len(want))
-		}
-		as, err := a.Status()
-		if err != nil || as.Pending != 0 || as.SpooledUndelivered != 0 {
-			return false, fmt.Errorf("agent: pending %d, spooled undelivered %d (%v)", as.Pending, as.SpooledUndelivered, err)
-		}
-		return true, nil
+	var evs []harness.LogEvent
+	err := harness.WaitFor(s.ctx, 2*time.Minute, fmt.Sprintf("%d log events", n), func() (bool, error) {
+		var err error
+		evs, err = s.cloud.LogEvents(s.ctx, s.site.TenantID)
+		return err == nil && len(evs) >= n, fmt.Errorf("%d log events (%v)", len(evs), err)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.cloud.Messages(s.ctx, s.site.TenantID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := harness.ExactlyOnce(want, got); err != nil {
-		t.Fatal(err)
-	}
+	return evs
 }
 
 // A 1 MiB line (logs[].max_line_bytes by default) arrives whole as one event
@@ -139,20 +138,7 @@ func TestLongLogLines(t *testing.T) {
 	}
 	f.Close()
 
-	var evs []harness.LogEvent
-	err = harness.WaitFor(s.ctx, 2*time.Minute, "four log events", func() (bool, error) {
-		evs, err = s.cloud.LogEvents(s.ctx, s.site.TenantID)
-		if err != nil {
-			return false, err
-		}
-		if len(evs) < 4 {
-			return false, fmt.Errorf("%d log events", len(evs))
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := waitLogEvents(t, s, 4)
 	if len(evs) != 4 {
 		t.Fatalf("got %d log events, want 4 (before, 1 MiB, 2 MiB cut, after)", len(evs))
 	}
@@ -227,15 +213,7 @@ func TestLongestLogLinesFitAFrame(t *testing.T) {
 	if err := os.WriteFile(w.Path, []byte(plain+"\n"+ctl+"\nafter\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var evs []harness.LogEvent
-	err := harness.WaitFor(s.ctx, 2*time.Minute, "three log events", func() (bool, error) {
-		var err error
-		evs, err = s.cloud.LogEvents(s.ctx, s.site.TenantID)
-		return err == nil && len(evs) >= 3, fmt.Errorf("%d log events (%v)", len(evs), err)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	evs := waitLogEvents(t, s, 3)
 	if len(evs) != 3 || evs[0].Message != plain || evs[0].Flags != nil || evs[2].Message != "after" {
 		t.Fatalf("got %d events, want the 2 MiB line whole, the control line, \"after\"", len(evs))
 	}

@@ -146,7 +146,12 @@ func allLines(ws ...*harness.LogWriter) []string {
 // arrived exactly once.
 func (s *testSite) waitExactlyOnce(timeout time.Duration, agents []*harness.Agent, ws ...*harness.LogWriter) {
 	s.t.Helper()
-	want := allLines(ws...)
+	s.waitLinesExactlyOnce(timeout, agents, allLines(ws...))
+}
+
+// waitLinesExactlyOnce is waitExactlyOnce for the lines of want.
+func (s *testSite) waitLinesExactlyOnce(timeout time.Duration, agents []*harness.Agent, want []string) {
+	s.t.Helper()
 	var got map[string]int
 	err := harness.WaitFor(s.ctx, timeout, "every line delivered", func() (bool, error) {
 		var err error

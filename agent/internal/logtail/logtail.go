@@ -94,23 +94,30 @@ type followed struct {
 	gen     uint64
 	offset  int64  // just past the last complete line handed out
 	size    int64  // at the last read: what a loss while stopped would be
+	headLen int    // bytes of the file's beginning hashed into headSum
+	headSum string // tells the file from a later one with its inode
 	partial []byte // bytes read after offset, no newline yet
 	// long: partial is the first maxLine bytes of a longer line and skipped
 	// bytes of it followed; the event goes out at its newline.
 	long    bool
 	skipped int64
+	cutSaid bool // a truncated line of this file was logged at INFO
 	gone    bool // no longer matched by the globs
 	idle    int  // polls without data since gone
 }
 
-// savedCheckpoint is a record of CheckpointPath: the ring's checkpoint, the
-// file's size when saved (so that a file removed while the agent was
-// stopped can be told how much it lost), and whether the file was finished
+// savedCheckpoint is a record of CheckpointPath: the ring's checkpoint (or
+// offset 0 for a file none of whose lines reached the ring yet), the file's
+// size when saved (so that a file removed while the agent was stopped can be
+// told how much it lost), the hash of its beginning (so that a new file that
+// got its inode is not taken for it), and whether the file was finished
 // (rotated away and read to its end: its checkpoint, still in undelivered
 // ring entries, is no loss when the file is gone).
 type savedCheckpoint struct {
 	ring.Checkpoint
 	Size     int64  `json:"size,omitempty"`
+	HeadLen  int    `json:"head_len,omitempty"`
+	HeadSum  string `json:"head_sha256,omitempty"`
 	Finished bool   `json:"finished,omitempty"`
 	at       uint64 // order of finishing, in memory only
 }
@@ -131,6 +138,7 @@ type Tailer struct {
 	// after the first scan (files found later are new, read from 0).
 	start     map[ring.FileID]ring.Checkpoint
 	sizes     map[ring.FileID]int64           // sizes saved with the checkpoints
+	heads     map[ring.FileID]head            // beginnings saved with the checkpoints
 	finished  map[ring.FileID]savedCheckpoint // files finished, possibly still in the ring
 	finishN   uint64
 	buf       []byte
@@ -174,7 +182,7 @@ func New(opts Options, sink Sink, ckpts Checkpoints) *Tailer {
 type Stats struct {
 	Lines     uint64 // lines handed to the sink
 	Truncated uint64 // of them, cut at their source's MaxLine
-	LostFiles uint64 // files rotated away and removed while the agent was stopped, not read to their end
+	LostFiles uint64 // files removed, truncated or replaced while the agent was stopped before they were read to their end
 }
 
 // Stats returns the counters; safe to call from any goroutine.
@@ -231,6 +239,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 func (t *Tailer) loadCheckpoints() error {
 	t.start = map[ring.FileID]ring.Checkpoint{}
 	t.sizes = map[ring.FileID]int64{}
+	t.heads = map[ring.FileID]head{}
 	t.finished = map[ring.FileID]savedCheckpoint{}
 	merge := func(c ring.Checkpoint) {
 		if old, ok := t.start[c.ID()]; !ok || c.After(old) {
@@ -253,6 +262,9 @@ func (t *Tailer) loadCheckpoints() error {
 				t.log.Warn("checkpoint file unreadable, using the ring's checkpoints", "path", t.opts.CheckpointPath, "err", err)
 			}
 			for _, c := range cs {
+				if c.HeadLen > 0 {
+					t.heads[c.ID()] = head{c.HeadLen, c.HeadSum}
+				}
 				if !c.Finished {
 					merge(c.Checkpoint)
 					if c.Size > 0 {
@@ -319,6 +331,9 @@ func (t *Tailer) scan() {
 	for _, c := range cands {
 		t.open(c)
 	}
+	if len(cands) > 0 {
+		t.save() // the new files' beginnings, at once: see savedCheckpoint
+	}
 	t.start = nil
 	for id, f := range t.files {
 		if !seen[id] && !f.gone {
@@ -373,28 +388,30 @@ func (t *Tailer) open(c candidate) {
 		fh.Close() // replaced between stat and open: next scan
 		return
 	}
-	f := &followed{id: c.id, path: c.path, f: fh, maxLine: c.maxLine, gone: !c.matched}
+	f := &followed{id: c.id, path: c.path, f: fh, maxLine: c.maxLine, gone: !c.matched, size: fi.Size()}
 	if ck, ok := t.start[c.id]; ok {
 		f.gen = ck.Gen
-		if c.size >= ck.Offset {
+		h, hasHead := t.heads[c.id]
+		switch {
+		case hasHead && c.size >= int64(h.Len) && t.headDiffers(fh, h):
+			// The checkpointed file was deleted and this new one got its
+			// inode: a file of its own, read from 0.
+			f.gen++
+			t.lostWhileStopped("removed (a new file got its inode)", ck, true)
+		case c.size >= ck.Offset && (!hasHead || c.size >= int64(h.Len)):
 			f.offset = ck.Offset
 			if ck.Path != c.path && ck.Path != "" && c.size > ck.Offset {
 				t.log.Info(fmt.Sprintf("resuming %s rotated to %s while stopped at offset %d", filepath.Base(ck.Path), filepath.Base(c.path), ck.Offset),
 					"path", ck.Path, "rotated_to", c.path, "offset", ck.Offset, "unread_bytes", c.size-ck.Offset)
 			}
-		} else {
+		default: // truncated (copytruncate) while stopped
 			f.gen++
-			if size := t.sizes[c.id]; size > ck.Offset {
-				// Truncated (copytruncate) or deleted and its inode reused.
-				t.lost.Add(1)
-				t.log.Warn("log file truncated or replaced while the agent was stopped: its lines after the checkpoint are lost; reading it from the start",
-					"path", c.path, "offset", ck.Offset, "lost_bytes", fmt.Sprintf("at least %d", size-ck.Offset))
-			} else {
-				t.log.Info("log file shrank while stopped, reading it from the start", "path", c.path, "offset", ck.Offset)
-			}
+			t.lostWhileStopped("truncated", ck, false)
 		}
 		delete(t.start, c.id)
 	}
+	delete(t.finished, c.id) // followed again (or its inode reused): finished anew later
+	t.updateHead(f)
 	t.files[c.id] = f
 	t.order = append(t.order, c.id)
 	t.log.Info("following log file", "path", c.path, "offset", f.offset)
@@ -426,8 +443,11 @@ func (t *Tailer) poll() {
 		kept = append(kept, id)
 	}
 	t.order = kept
-	if len(forget) > 0 && t.ckpts != nil {
-		t.ckpts.ForgetCheckpoints(forget)
+	if len(forget) > 0 {
+		if t.ckpts != nil {
+			t.ckpts.ForgetCheckpoints(forget)
+		}
+		t.save() // the finished records, at once: see savedCheckpoint
 	}
 	if rotated {
 		t.scan()
@@ -442,6 +462,9 @@ func (t *Tailer) read(f *followed) int {
 		return 0
 	}
 	f.size = fi.Size()
+	if f.headLen < headMax {
+		t.updateHead(f)
+	}
 	pos := f.offset + int64(len(f.partial)) + f.skipped
 	if fi.Size() < pos {
 		t.log.Info("log file truncated, reading it from the start", "path", f.path, "size", fi.Size(), "offset", pos)
@@ -551,7 +574,12 @@ func (t *Tailer) emit(f *followed, line []byte, n int64, cut bool) {
 	}
 	if cut {
 		t.truncated.Add(1)
-		t.log.Debug("long log line truncated", "path", f.path, "offset", start, "bytes", n, "kept", len(doc.Message))
+		lvl := slog.LevelDebug
+		if !f.cutSaid {
+			lvl, f.cutSaid = slog.LevelInfo, true
+		}
+		t.log.Log(context.Background(), lvl, "log line longer than max_line_bytes, truncated (logs.truncated_lines in the status counts them; raise logs[].max_line_bytes to keep such lines whole)",
+			"path", f.path, "offset", start, "bytes", n, "kept", len(doc.Message))
 	}
 	ck := ring.Checkpoint{Dev: f.id.Dev, Ino: f.id.Ino, Gen: f.gen, Offset: f.offset, Path: f.path}
 	if err := t.sink.Add(ev, &ck); err != nil {
@@ -602,11 +630,18 @@ func (t *Tailer) save() {
 	if t.opts.CheckpointPath == "" || t.ckpts == nil {
 		return
 	}
-	var cs []savedCheckpoint
+	inRing := map[ring.FileID]ring.Checkpoint{}
 	for _, c := range t.ckpts.Checkpoints() {
-		if f, ok := t.files[c.ID()]; ok {
-			cs = append(cs, savedCheckpoint{Checkpoint: c, Size: f.size})
+		inRing[c.ID()] = c
+	}
+	var cs []savedCheckpoint
+	for id, f := range t.files {
+		c, ok := inRing[id]
+		if !ok {
+			// Nothing of it in the ring yet: offset 0, never ahead of the ring.
+			c = ring.Checkpoint{Dev: id.Dev, Ino: id.Ino, Path: f.path}
 		}
+		cs = append(cs, savedCheckpoint{Checkpoint: c, Size: f.size, HeadLen: f.headLen, HeadSum: f.headSum})
 	}
 	for _, c := range t.finished {
 		cs = append(cs, c)

@@ -1,7 +1,6 @@
 package logtail
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,18 +57,7 @@ func (t *Tailer) rotatedWhileStopped(seen map[ring.FileID]bool) []candidate {
 	for id, c := range want {
 		delete(t.start, id)
 		forget = append(forget, id)
-		if fc, ok := t.finished[id]; ok && !c.After(fc.Checkpoint) {
-			continue // read to its end before the stop: nothing lost
-		}
-		t.lost.Add(1)
-		lost := "unknown (the file's size was not recorded)"
-		if size, ok := t.sizes[id]; ok && size > c.Offset {
-			lost = fmt.Sprintf("at least %d", size-c.Offset)
-		} else if ok {
-			lost = "unknown (everything up to the last recorded size was read; anything written after it is lost)"
-		}
-		t.log.Warn("log file rotated away and removed while the agent was stopped: its lines after the checkpoint are lost; keep rotated files longer (logrotate delaycompress, a larger rotate count) or keep the agent running",
-			"path", c.Path, "offset", c.Offset, "lost_bytes", lost)
+		t.lostWhileStopped("rotated away and removed", c, true)
 	}
 	if len(forget) > 0 && t.ckpts != nil {
 		t.ckpts.ForgetCheckpoints(forget)
@@ -147,6 +135,6 @@ func (t *Tailer) rememberFinished(f *followed) {
 	t.finishN++
 	t.finished[f.id] = savedCheckpoint{
 		Checkpoint: ring.Checkpoint{Dev: f.id.Dev, Ino: f.id.Ino, Gen: f.gen, Offset: f.offset, Path: f.path},
-		Finished:   true, at: t.finishN,
+		HeadLen:    f.headLen, HeadSum: f.headSum, Finished: true, at: t.finishN,
 	}
 }

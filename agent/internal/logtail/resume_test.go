@@ -22,6 +22,19 @@ func restartTailer(t *testing.T, r *fakeRing, ckPath string, buf *bytes.Buffer, 
 	return tl
 }
 
+// firstRun follows dir/*.log of a new temporary dir after app.log got l1..l3.
+func firstRun(t *testing.T) (dir, p, ckPath string, r *fakeRing, tl *Tailer) {
+	t.Helper()
+	dir = t.TempDir()
+	p = filepath.Join(dir, "app.log")
+	ckPath = filepath.Join(dir, "checkpoints.json")
+	write(t, p, lines(1, 3))
+	r = newFakeRing()
+	tl = newTailer(t, r, ckPath, filepath.Join(dir, "*.log"))
+	step(tl)
+	return dir, p, ckPath, r, tl
+}
+
 func lines(from, to int) string {
 	var b strings.Builder
 	for i := from; i <= to; i++ {
@@ -44,13 +57,7 @@ func names(from, to int) []string {
 func TestRotatedWhileStopped(t *testing.T) {
 	for _, fromRing := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ring checkpoint %v", fromRing), func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "app.log")
-			ckPath := filepath.Join(dir, "checkpoints.json")
-			write(t, p, lines(1, 3))
-			r := newFakeRing()
-			tl := newTailer(t, r, ckPath, filepath.Join(dir, "*.log"))
-			step(tl)
+			dir, p, ckPath, r, tl := firstRun(t)
 			tl.save()
 			want(t, "first run", r.take(), names(1, 3))
 			tl.closeAll()
@@ -97,13 +104,7 @@ func TestRotatedAndRemovedWhileStopped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := filepath.Join(dir, "app.log")
-			ckPath := filepath.Join(dir, "checkpoints.json")
-			write(t, p, lines(1, 3))
-			r := newFakeRing()
-			tl := newTailer(t, r, ckPath, filepath.Join(dir, "*.log"))
-			step(tl)
+			dir, p, ckPath, r, tl := firstRun(t)
 			write(t, p, lines(4, 6)) // not yet read when the agent stops
 			id := tl.order[0]
 			tl.read(tl.files[id])
@@ -113,10 +114,11 @@ func TestRotatedAndRemovedWhileStopped(t *testing.T) {
 				c.Offset = 9
 				r.ckpt[id] = c
 			}
-			if tt.saveSize {
-				tl.save()
-			}
+			tl.save()
 			tl.closeAll()
+			if !tt.saveSize {
+				os.Remove(ckPath) // only the ring's checkpoint is left
+			}
 
 			// logrotate's order: rename, create, later remove (so the new
 			// file cannot reuse the old one's inode).
@@ -204,5 +206,26 @@ func TestOtherTailersCheckpointsLeftAlone(t *testing.T) {
 	want(t, "this tailer's events", r.take(), nil)
 	if strings.Contains(log.String(), "auth.log") || len(r.ckpt) != 1 {
 		t.Errorf("want the other tailer's file left alone (ring checkpoints %d); log:\n%s", len(r.ckpt), log.String())
+	}
+}
+
+// A file deleted while the agent was stopped and a new one that got its
+// inode: the new one is read from its start, not from the old checkpoint.
+// (The test rewrites the file in place: the same inode, other content.)
+func TestInodeReusedWhileStopped(t *testing.T) {
+	_, p, ckPath, r, tl := firstRun(t)
+	want(t, "first run", r.take(), names(1, 3))
+	tl.save()
+	tl.closeAll()
+
+	if err := os.WriteFile(p, []byte(lines(10, 14)), 0o644); err != nil { // longer than the checkpoint
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	tl2 := restartTailer(t, r, ckPath, &log, filepath.Dir(p)+"/*.log")
+	step(tl2)
+	want(t, "after restart", r.take(), names(10, 14))
+	if !strings.Contains(log.String(), "a new file got its inode") {
+		t.Errorf("log: want the old file reported removed\n%s", log.String())
 	}
 }
