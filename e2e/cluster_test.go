@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -26,22 +25,8 @@ func newClusterSite(t testing.TB, n int) *clusterSite {
 // newClusterSiteWith is newClusterSite with options for every relay.
 func newClusterSiteWith(t testing.TB, n int, opt harness.RelayOptions) *clusterSite {
 	t.Helper()
-	bin := binaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	t.Cleanup(cancel)
-	s := &testSite{t: t, ctx: ctx, bin: bin, dir: t.TempDir()}
-	t.Cleanup(s.stopAll)
-	var err error
-	s.cloud, err = harness.StartCloud(ctx, bin, filepath.Join(s.dir, "cloud"))
-	if s.cloud != nil && s.cloud.Proc != nil {
-		s.procs = append(s.procs, s.cloud.Proc)
-	}
-	if err != nil {
-		t.Fatalf("start cloud: %v", err)
-	}
-	if s.site, err = s.cloud.Bootstrap(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
+	s := newCloudSite(t, 10*time.Minute)
+	ctx, bin := s.ctx, s.bin
 	cs := &clusterSite{testSite: s}
 	var joinToken string
 	for i := 1; i <= n; i++ {
@@ -73,6 +58,7 @@ func newClusterSiteWith(t testing.TB, n int, opt harness.RelayOptions) *clusterS
 	}
 	cs.waitVoters(cs.relays[0], n)
 	s.relay = cs.relays[0]
+	var err error
 	if s.fp, err = s.relay.Fingerprint(); err != nil {
 		t.Fatal(err)
 	}

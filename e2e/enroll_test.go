@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -94,28 +93,6 @@ func TestRelayDataDirLostAgentsRegisterAgain(t *testing.T) {
 	}
 }
 
-// newCloudSite starts a cloud with one tenant and site, and no relay.
-func newCloudSite(t *testing.T) *testSite {
-	t.Helper()
-	bin := binaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	t.Cleanup(cancel)
-	s := &testSite{t: t, ctx: ctx, bin: bin, dir: t.TempDir()}
-	t.Cleanup(s.stopAll)
-	var err error
-	s.cloud, err = harness.StartCloud(ctx, bin, filepath.Join(s.dir, "cloud"))
-	if s.cloud != nil && s.cloud.Proc != nil {
-		s.procs = append(s.procs, s.cloud.Proc)
-	}
-	if err != nil {
-		t.Fatalf("start cloud: %v", err)
-	}
-	if s.site, err = s.cloud.Bootstrap(ctx, "acme"); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // prepareRelay writes a relay's config with a fresh enrollment token.
 func (s *testSite) prepareRelay(name string) *harness.Relay {
 	s.t.Helper()
@@ -151,7 +128,7 @@ func (s *testSite) cloudRelays(name string) ([]string, error) {
 // point; whatever the relay had saved by then, it must come up enrolled,
 // as one relay in the cloud.
 func TestRelayKilledRightAfterEnrollmentStartsAgain(t *testing.T) {
-	s := newCloudSite(t)
+	s := newCloudSite(t, 8*time.Minute)
 	enrollmentFile := func(r *harness.Relay) string { return filepath.Join(r.DataDir, "enrollment.pb") }
 	cases := []struct {
 		name string
@@ -241,7 +218,7 @@ func TestRelayKilledRightAfterEnrollmentStartsAgain(t *testing.T) {
 // A used token presented by another relay (another key) is refused with
 // a message that says what to do; the relay that used it is unaffected.
 func TestUsedEnrollmentTokenRefusedForAnotherRelay(t *testing.T) {
-	s := newCloudSite(t)
+	s := newCloudSite(t, 8*time.Minute)
 	first := s.prepareRelay("relay-first")
 	if err := first.Restart(s.ctx); err != nil {
 		t.Fatal(err)

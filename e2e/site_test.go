@@ -53,24 +53,8 @@ type testSite struct {
 
 func newSite(t testing.TB, opt harness.RelayOptions) *testSite {
 	t.Helper()
-	bin := binaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	t.Cleanup(cancel)
-	s := &testSite{t: t, ctx: ctx, bin: bin, dir: t.TempDir()}
-	t.Cleanup(s.stopAll)
-
-	var err error
-	s.cloud, err = harness.StartCloud(ctx, bin, filepath.Join(s.dir, "cloud"))
-	if s.cloud != nil && s.cloud.Proc != nil {
-		s.procs = append(s.procs, s.cloud.Proc)
-	}
-	if err != nil {
-		t.Fatalf("start cloud: %v", err)
-	}
-	s.site, err = s.cloud.Bootstrap(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newCloudSite(t, 8*time.Minute)
+	ctx, bin := s.ctx, s.bin
 	tok, err := s.cloud.EnrollmentToken(ctx, s.site)
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +67,29 @@ func newSite(t testing.TB, opt harness.RelayOptions) *testSite {
 		t.Fatalf("start relay: %v", err)
 	}
 	if s.fp, err = s.relay.Fingerprint(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newCloudSite starts a cloud with one tenant, site, group and
+// registration key, and no relay; the test ends within timeout.
+func newCloudSite(t testing.TB, timeout time.Duration) *testSite {
+	t.Helper()
+	bin := binaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	s := &testSite{t: t, ctx: ctx, bin: bin, dir: t.TempDir()}
+	t.Cleanup(s.stopAll)
+	var err error
+	s.cloud, err = harness.StartCloud(ctx, bin, filepath.Join(s.dir, "cloud"))
+	if s.cloud != nil && s.cloud.Proc != nil {
+		s.procs = append(s.procs, s.cloud.Proc)
+	}
+	if err != nil {
+		t.Fatalf("start cloud: %v", err)
+	}
+	if s.site, err = s.cloud.Bootstrap(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
 	return s

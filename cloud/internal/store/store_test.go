@@ -374,10 +374,10 @@ func TestDurableReopen(t *testing.T) {
 	}
 }
 
-// A relay key may present its used token again while the token is valid
-// (it stopped before storing the answer) and keeps its relay id; another
-// key may not; a fresh token for an enrolled key keeps the id too.
-func TestEnrollRelaySameKeyAgain(t *testing.T) {
+// enrollmentFixture is a store with a tenant, a site and an enrollment
+// token for it valid for an hour.
+func enrollmentFixture(t *testing.T) (*Store, *fakeClock, Tenant, Site, string) {
+	t.Helper()
 	clk := newClock()
 	s := openTest(t, t.TempDir(), clk)
 	tn, _ := s.CreateTenant("acme")
@@ -386,6 +386,14 @@ func TestEnrollRelaySameKeyAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, clk, tn, st, tok
+}
+
+// A relay key may present its used token again while the token is valid
+// (it stopped before storing the answer) and keeps its relay id; another
+// key may not; a fresh token for an enrolled key keeps the id too.
+func TestEnrollRelaySameKeyAgain(t *testing.T) {
+	s, clk, tn, st, tok := enrollmentFixture(t)
 	key, other := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
 	first, err := s.EnrollRelay(tok, "r1", "h1", key)
 	if err != nil || first.Again {
@@ -421,14 +429,7 @@ func TestEnrollRelaySameKeyAgain(t *testing.T) {
 }
 
 func TestEnrollmentToken(t *testing.T) {
-	clk := newClock()
-	s := openTest(t, t.TempDir(), clk)
-	tn, _ := s.CreateTenant("acme")
-	st, _ := s.CreateSite(tn.ID, "hq")
-	tok, _, err := s.CreateEnrollmentToken(tn.ID, st.ID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, clk, tn, st, tok := enrollmentFixture(t)
 	r, secret, err := s.Enroll(tok, "r1", "h1")
 	if err != nil {
 		t.Fatal(err)
