@@ -106,6 +106,27 @@ func TestRelayDiskFullRefusesAndRecovers(t *testing.T) {
 	free, _ := harness.FsFree(disk)
 	used, _ := harness.DiskUsage(spoolDir)
 	t.Logf("spool full by the disk reserve: %d bytes free on the filesystem, spool uses %d bytes", free, used)
+	// What a site watches: free space, the spool's own use, how old its
+	// oldest batch is and who is waiting.
+	for _, m := range []struct {
+		name     string
+		min, max float64
+	}{
+		{"gatehouse_relay_spool_fs_free_bytes", 1, 12 << 20}, // min_free_bytes and less than a batch group
+		{"gatehouse_relay_spool_fs_used_bytes", 52 << 20, 64 << 20},
+		{"gatehouse_relay_spool_disk_bytes", 1 << 20, 64 << 20},
+		{"gatehouse_relay_spool_oldest_batch_age_seconds", 0.001, 600},
+		{"gatehouse_relay_spool_backlog_agents", 1, 2},
+		{"gatehouse_relay_spool_backlog_max_agent_bytes", 1 << 10, 16 << 20},
+	} {
+		v, err := s.relay.Metric(s.ctx, m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v < m.min || v > m.max {
+			t.Errorf("%s: got %v, want %v..%v", m.name, v, m.min, m.max)
+		}
+	}
 
 	// The agents say why they are held back.
 	err := harness.WaitFor(s.ctx, time.Minute, "agent status to show the relay's spool is full", func() (bool, error) {
