@@ -32,6 +32,41 @@ func diskSite(t *testing.T, size int64, opt harness.RelayOptions) (s *testSite, 
 	return newSite(t, opt), disk
 }
 
+// twoAgentsCloudDown starts two agents, waits until they are connected,
+// then stops the cloud so that whatever they send stays in the spool.
+func (s *testSite) twoAgentsCloudDown() ([]*harness.Agent, []*harness.LogWriter) {
+	s.t.Helper()
+	a1, w1 := s.agent("agent-1")
+	a2, w2 := s.agent("agent-2")
+	agents := []*harness.Agent{a1, a2}
+	for _, a := range agents {
+		if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if err := s.cloud.Stop(10 * time.Second); err != nil {
+		s.t.Fatal(err)
+	}
+	return agents, []*harness.LogWriter{w1, w2}
+}
+
+// waitSpoolGaveSpaceBack waits until a drained spool takes no more than its
+// reserve file and a small index on disk.
+func (s *testSite) waitSpoolGaveSpaceBack(spoolDir string) {
+	s.t.Helper()
+	const drained = 16 << 20
+	var used int64
+	err := harness.WaitFor(s.ctx, time.Minute, "spool disk usage back down after the drain", func() (bool, error) {
+		var err error
+		used, err = harness.DiskUsage(spoolDir)
+		return err == nil && used <= drained, fmt.Errorf("spool uses %d bytes on disk, want <= %d (err %v)", used, drained, err)
+	})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Logf("spool on disk after the drain: %d bytes", used)
+}
+
 // writeUntil appends lines of about 1 KB to every writer until cond holds
 // (or fails), so the spool grows by about 100 KB per writer per tick.
 func (s *testSite) writeUntil(timeout time.Duration, what string, ws []*harness.LogWriter, cond func() (bool, error)) {
@@ -85,17 +120,8 @@ func (s *testSite) spoolRefusing() (bool, error) {
 func TestRelayDiskFullRefusesAndRecovers(t *testing.T) {
 	s, disk := diskSite(t, 64<<20, harness.RelayOptions{SpoolMinFreeBytes: 8 << 20})
 	spoolDir := filepath.Join(s.relay.DataDir, "spool")
-	a1, w1 := s.agent("agent-1")
-	a2, w2 := s.agent("agent-2")
-	agents, ws := []*harness.Agent{a1, a2}, []*harness.LogWriter{w1, w2}
-	for _, a := range agents {
-		if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.cloud.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	agents, ws := s.twoAgentsCloudDown()
+	a1 := agents[0]
 	// Another program fills the disk to 16 MB free: the spool takes about
 	// 8 MB more, then keeps min_free_bytes free.
 	filler := filepath.Join(disk, "filler")
@@ -106,6 +132,27 @@ func TestRelayDiskFullRefusesAndRecovers(t *testing.T) {
 	free, _ := harness.FsFree(disk)
 	used, _ := harness.DiskUsage(spoolDir)
 	t.Logf("spool full by the disk reserve: %d bytes free on the filesystem, spool uses %d bytes", free, used)
+	// What a site watches: free space, the spool's own use, how old its
+	// oldest batch is and who is waiting.
+	for _, m := range []struct {
+		name     string
+		min, max float64
+	}{
+		{"gatehouse_relay_spool_fs_free_bytes", 1, 12 << 20}, // min_free_bytes and less than a batch group
+		{"gatehouse_relay_spool_fs_used_bytes", 52 << 20, 64 << 20},
+		{"gatehouse_relay_spool_disk_bytes", 1 << 20, 64 << 20},
+		{"gatehouse_relay_spool_oldest_batch_age_seconds", 0.001, 600},
+		{"gatehouse_relay_spool_backlog_agents", 1, 2},
+		{"gatehouse_relay_spool_backlog_max_agent_bytes", 1 << 10, 16 << 20},
+	} {
+		v, err := s.relay.Metric(s.ctx, m.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v < m.min || v > m.max {
+			t.Errorf("%s: got %v, want %v..%v", m.name, v, m.min, m.max)
+		}
+	}
 
 	// The agents say why they are held back.
 	err := harness.WaitFor(s.ctx, time.Minute, "agent status to show the relay's spool is full", func() (bool, error) {
@@ -144,10 +191,9 @@ func TestRelayDiskFullRefusesAndRecovers(t *testing.T) {
 		t.Errorf("relay log does not say it released its reserve file on the full disk")
 	}
 
-	// Space freed and the cloud back: it drains and accepts again.
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	// The cloud back, the disk still full but for what the spool holds: it
+	// drains in the room of its reserve file, every segment delivered gives
+	// space back, and that is enough to take the agents' batches again.
 	if err := s.cloud.Restart(s.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -155,18 +201,11 @@ func TestRelayDiskFullRefusesAndRecovers(t *testing.T) {
 	if ok, body, err := s.relay.Ready(s.ctx); err != nil || !ok {
 		t.Errorf("/readyz after the drain: %q, %v", body, err)
 	}
-
-	// The drained spool gives its space back.
-	const drained = 16 << 20
-	err = harness.WaitFor(s.ctx, time.Minute, "spool disk usage back down after the drain", func() (bool, error) {
-		used, err := harness.DiskUsage(spoolDir)
-		return err == nil && used <= drained, fmt.Errorf("spool uses %d bytes on disk, want <= %d (err %v)", used, drained, err)
-	})
-	if err != nil {
+	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	used, _ = harness.DiskUsage(spoolDir)
-	t.Logf("spool on disk after the drain: %d bytes", used)
+
+	s.waitSpoolGaveSpaceBack(spoolDir)
 }
 
 // spool.max_bytes 20 MB bounds what the spool uses on disk (batches plus
@@ -176,17 +215,7 @@ func TestSpoolOnDiskBoundedByMaxBytes(t *testing.T) {
 	const maxBytes = 20 << 20
 	s := newSite(t, harness.RelayOptions{SpoolMaxBytes: maxBytes})
 	spoolDir := filepath.Join(s.relay.DataDir, "spool")
-	a1, w1 := s.agent("agent-1")
-	a2, w2 := s.agent("agent-2")
-	agents, ws := []*harness.Agent{a1, a2}, []*harness.LogWriter{w1, w2}
-	for _, a := range agents {
-		if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.cloud.Stop(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
+	agents, ws := s.twoAgentsCloudDown()
 	s.writeUntil(3*time.Minute, "relay spool full at max_bytes", ws, s.spoolRefusing)
 	// Held at max_bytes for a while, the spool does not creep.
 	const bound = 2*maxBytes + 16<<20
@@ -211,12 +240,5 @@ func TestSpoolOnDiskBoundedByMaxBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitExactlyOnce(4*time.Minute, agents, ws...)
-	const drained = 16 << 20
-	err = harness.WaitFor(s.ctx, time.Minute, "spool disk usage back down after the drain", func() (bool, error) {
-		used, err := harness.DiskUsage(spoolDir)
-		return err == nil && used <= drained, fmt.Errorf("spool uses %d bytes on disk, want <= %d (err %v)", used, drained, err)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.waitSpoolGaveSpaceBack(spoolDir)
 }

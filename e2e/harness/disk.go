@@ -97,26 +97,7 @@ func DiskUsage(dir string) (int64, error) {
 
 // WriteSized is Write with each line padded to about size bytes, to fill
 // a spool with few lines.
-func (w *LogWriter) WriteSized(n, size int) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	f, err := os.OpenFile(w.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var buf []byte
-	for range n {
-		w.n++
-		line := fmt.Sprintf("%s line=%07d ", w.prefix, w.n)
-		line += strings.Repeat("x", max(size-len(line), 0))
-		w.lines = append(w.lines, line)
-		buf = append(buf, line...)
-		buf = append(buf, '\n')
-	}
-	_, err = f.Write(buf)
-	return err
-}
+func (w *LogWriter) WriteSized(n, size int) error { return w.writeLines(n, size) }
 
 // StartLive starts the relay and waits until it serves /healthz (alive),
 // not /readyz: a relay whose spool is full is alive but not ready.

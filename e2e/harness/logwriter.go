@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -27,7 +28,11 @@ func NewLogWriter(path, prefix string) (*LogWriter, error) {
 }
 
 // Write appends n lines in one write.
-func (w *LogWriter) Write(n int) error {
+func (w *LogWriter) Write(n int) error { return w.writeLines(n, 0) }
+
+// writeLines appends n lines, each padded with " xxx..." to size bytes
+// when size is longer than the line.
+func (w *LogWriter) writeLines(n, size int) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f, err := os.OpenFile(w.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -39,6 +44,9 @@ func (w *LogWriter) Write(n int) error {
 	for range n {
 		w.n++
 		line := fmt.Sprintf("%s line=%07d", w.prefix, w.n)
+		if pad := size - len(line) - 1; pad > 0 {
+			line += " " + strings.Repeat("x", pad)
+		}
 		w.lines = append(w.lines, line)
 		buf = append(buf, line...)
 		buf = append(buf, '\n')

@@ -89,7 +89,7 @@ func Default() Config {
 		Listen:      ":443",
 		AdminListen: "127.0.0.1:9100",
 		Log:         Log{Level: "info", Format: "text"},
-		Spool:       Spool{MaxBytes: 1 << 30, RetryAfter: 2 * time.Second, MinFreeBytes: 64 << 20},
+		Spool:       Spool{MaxBytes: 1 << 30, RetryAfter: 2 * time.Second, MinFreeBytes: 96 << 20},
 		Uplink: Uplink{
 			MaxUploadBytes: 4 << 20,
 			MaxUploadAge:   time.Second,

@@ -53,6 +53,13 @@ func (s *Spool) BacklogTop(n int) (top []Backlog, agents int) {
 	return all[:min(n, len(all))], len(all)
 }
 
+// backlogAgents is how many agents have batches waiting.
+func (s *Spool) backlogAgents() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.backlog)
+}
+
 // OldestAge is how long the oldest undelivered batch has waited (0 when
 // the spool is empty). Within a lane the first key is the oldest, so it is
 // the oldest of three seeks. A batch spooled before segments has no arrival

@@ -71,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gatehouse_relay_spool_backlog_agents", Help: "Agents with batches waiting in the spool (per agent: /v1/status spool.backlog).",
-		}, func() float64 { _, n := s.BacklogTop(0); return float64(n) }),
+		}, func() float64 { return float64(s.backlogAgents()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gatehouse_relay_spool_backlog_max_agent_bytes", Help: "Bytes waiting in the spool for the agent with the most.",
 		}, func() float64 {

@@ -33,6 +33,9 @@ func (s *Spool) PendingReceipts(agentID string) ([]uint64, error) {
 
 // AckReceipts forgets receipts agentID has acknowledged. Unknown seqs are ignored.
 func (s *Spool) AckReceipts(agentID string, seqs []uint64) error {
+	if err := s.guardIndex(); err != nil {
+		return fmt.Errorf("ack receipts %s: %w", agentID, err)
+	}
 	var removed int64
 	err := s.db.Update(func(txn *badger.Txn) error {
 		for _, seq := range seqs {

@@ -60,7 +60,7 @@ type Options struct {
 	Dir      string // Badger directory; segments and the reserve file go in it too
 	MaxBytes int64  // bound on the segment files (batches) on disk
 	// MinFreeBytes is the free space the spool leaves on its filesystem:
-	// batches that would leave less are refused (SPOOL_FULL). Default 64 MiB.
+	// batches that would leave less are refused (SPOOL_FULL). Default 96 MiB.
 	MinFreeBytes int64
 	// DiskCheckInterval is how often free space is checked when no batch
 	// comes (every commit checks it too); default 1s.
@@ -183,7 +183,7 @@ func segmentSize(maxBytes, fsSize int64) int64 {
 }
 
 // DefaultMinFreeBytes is spool.min_free_bytes when not set.
-const DefaultMinFreeBytes = 64 << 20
+const DefaultMinFreeBytes = 96 << 20
 
 // Open opens (or creates) the spool and restores its accounting with a
 // key-only scan. It starts no goroutine: Run does.
