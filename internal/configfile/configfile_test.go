@@ -30,6 +30,7 @@ func TestDecode(t *testing.T) {
 		{"nested type error names the path", "listen: ':1'\nnested:\n  max: lots\n", sample{}, "line 3: nested.max: cannot unmarshal"},
 		{"nested unknown key names the path", "nested:\n  mx: 1\n", sample{}, "line 2: nested.mx: field mx not found"},
 		{"flow style picks the quoted value", "nested: {max: lots}\n", sample{}, "line 1: nested.max: cannot unmarshal !!str `lots`"},
+		{"a list where a string belongs", "listen: [1, 2]\n", sample{}, "line 1: listen: cannot unmarshal !!seq into string"},
 		{"long value", "every: five-minutes-or-so\n", sample{}, "line 1: every: cannot unmarshal"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

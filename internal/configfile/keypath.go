@@ -99,10 +99,21 @@ func pathAt(nodes []located, line int, msg string) string {
 		quoted, _, _ = strings.Cut(q, "`")
 		quoted = strings.TrimSuffix(quoted, "...")
 	}
+	// A list or a map where a scalar belongs is quoted by its tag only: the
+	// outermost node of that kind on the line is the one.
+	kind := yaml.ScalarNode
+	if strings.Contains(msg, "unmarshal !!seq") {
+		kind = yaml.SequenceNode
+	} else if strings.Contains(msg, "unmarshal !!map") {
+		kind = yaml.MappingNode
+	}
 	last := ""
 	for _, l := range nodes {
 		if l.isKey || l.node.Line != line {
 			continue
+		}
+		if kind != yaml.ScalarNode && l.node.Kind == kind {
+			return l.path
 		}
 		if quoted != "" && l.node.Kind == yaml.ScalarNode && strings.HasPrefix(l.node.Value, quoted) {
 			return l.path
