@@ -3,10 +3,13 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/cloud/adminapi"
 	"github.com/gatehouse/gatehouse/e2e/harness"
 	"github.com/gatehouse/gatehouse/internal/netns"
 )
@@ -108,4 +111,76 @@ func TestDMZSilentlyDroppedCloudPath(t *testing.T) {
 	}); err != nil {
 		t.Error(err)
 	}
+}
+
+// The cloud's agent list shows when each agent was last seen and its last
+// event's time, in the admin API and in `gatehousectl agent list`; both
+// move on with new data and stay absent ("-") for an agent that sent none.
+func TestAgentListShowsLastSeenAndLastEvent(t *testing.T) {
+	s := newSite(t, harness.RelayOptions{})
+	a, w := s.agent("agent-1")
+	if err := a.WaitConnected(s.ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(10); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExactlyOnce(2*time.Minute, []*harness.Agent{a}, w)
+	as, err := a.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func() adminapi.Agent {
+		t.Helper()
+		agents, err := s.cloud.Admin.ListAgents(s.ctx, s.site.TenantID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range agents {
+			if g.ID == as.AgentID {
+				return g
+			}
+		}
+		t.Fatalf("agent %s not in the cloud's list %+v", as.AgentID, agents)
+		return adminapi.Agent{}
+	}
+	first := list()
+	if first.LastSeenAt.IsZero() || first.LastEventAt.IsZero() {
+		t.Fatalf("after delivery: last_seen_at %v, last_event_at %v; want both set", first.LastSeenAt, first.LastEventAt)
+	}
+	if first.LastSeenAt.Before(first.RegisteredAt) {
+		t.Errorf("last_seen_at %v before registered_at %v", first.LastSeenAt, first.RegisteredAt)
+	}
+
+	// More data later: both times move on.
+	if err := harness.WaitFor(s.ctx, time.Minute, "a new millisecond", func() (bool, error) {
+		return time.Since(first.LastSeenAt) > 10*time.Millisecond && time.Since(first.LastEventAt) > 10*time.Millisecond, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(10); err != nil {
+		t.Fatal(err)
+	}
+	s.waitExactlyOnce(2*time.Minute, []*harness.Agent{a}, w)
+	second := list()
+	if !second.LastSeenAt.After(first.LastSeenAt) || !second.LastEventAt.After(first.LastEventAt) {
+		t.Errorf("after more data: last_seen_at %v -> %v, last_event_at %v -> %v; want both later",
+			first.LastSeenAt, second.LastSeenAt, first.LastEventAt, second.LastEventAt)
+	}
+
+	out, err := exec.CommandContext(s.ctx, filepath.Join(s.bin, "gatehousectl"), "--server", "http://"+s.cloud.AdminAddr,
+		"--token-file", filepath.Join(s.cloud.DataDir, "admin.token"), "agent", "list", "--tenant", s.site.TenantID).CombinedOutput()
+	if err != nil {
+		t.Fatalf("gatehousectl agent list: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], "LAST_SEEN") || !strings.Contains(lines[0], "LAST_EVENT") {
+		t.Fatalf("gatehousectl agent list: want LAST_SEEN and LAST_EVENT columns:\n%s", out)
+	}
+	for _, want := range []string{second.LastSeenAt.UTC().Format(time.RFC3339), second.LastEventAt.UTC().Format(time.RFC3339)} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("gatehousectl agent list does not show %s:\n%s", want, out)
+		}
+	}
+	t.Logf("gatehousectl agent list:\n%s", out)
 }
