@@ -51,6 +51,22 @@ func TestCleanShutdownLogsNoError(t *testing.T) {
 // path opens again everything arrives exactly once and the relay is ready.
 func TestDMZSilentlyDroppedCloudPath(t *testing.T) {
 	d := newDMZSite(t, dmzOptions{})
+	droppedCloudPath(t, d, d.net.Relay(), "connect to cloud "+d.cloud.Listen+": no answer in 5s (dropped by a firewall?)")
+}
+
+// The same behind the site's proxy: the proxy's packets to the cloud are
+// dropped, so the proxy takes the relay's CONNECT and never answers it.
+func TestDMZSilentlyDroppedCloudPathBehindProxy(t *testing.T) {
+	d := newDMZSite(t, dmzOptions{policy: netns.DMZEgressViaProxy, cloudProxy: true})
+	droppedCloudPath(t, d, d.net.ProxyHost, "connect to cloud "+d.cloud.Listen+" through proxy "+d.net.Proxy.Addr()+
+		": no answer to CONNECT in 5s (the proxy cannot reach the cloud: dropped by a firewall?)")
+}
+
+// droppedCloudPath drops everything between from and the cloud while an
+// agent streams, and checks that the relay reports it with want (in
+// /v1/status last_error), stops calling the cloud reachable and fails
+// /readyz, then that everything arrives once the path is open again.
+func droppedCloudPath(t *testing.T, d *dmzSite, from *netns.Host, want string) {
 	a, w := d.agent("agent-1", "")
 	writeLines(t, w, 2, 50)
 	st := d.waitRelay("relay uploading", func(s harness.RelayStatus) bool {
@@ -63,28 +79,29 @@ func TestDMZSilentlyDroppedCloudPath(t *testing.T) {
 		t.Fatalf("readyz with the cloud reachable: got %d %q (%v), want 200", code, body, err)
 	}
 
-	// Drop everything between the relay and the cloud, both ways, ahead of
-	// the rule that lets established connections through.
-	relayIP, cloudIP := d.net.Relay().IP.String(), d.net.Cloud.IP.String()
-	open, err := netns.Open.Ruleset(nil)
+	// Drop everything between from and the cloud, both ways, ahead of the
+	// rule that lets established connections through.
+	policy := d.net.Policy()
+	fromIP, cloudIP := from.IP.String(), d.net.Cloud.IP.String()
+	proxy := d.net.Proxy.AddrPort()
+	open, err := policy.Ruleset(&proxy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cut := strings.Replace(open, "ct state established,related accept", fmt.Sprintf(
 		"ip saddr %s ip daddr %s counter drop comment \"cloud-path\"\n\t\t"+
 			"ip saddr %s ip daddr %s counter drop comment \"cloud-path\"\n\t\t"+
-			"ct state established,related accept", relayIP, cloudIP, cloudIP, relayIP), 1)
+			"ct state established,related accept", fromIP, cloudIP, cloudIP, fromIP), 1)
 	if err := d.net.Nft(cut); err != nil {
 		t.Fatal(err)
 	}
-	t.Log("relay <-> cloud dropped")
+	t.Logf("%s <-> cloud dropped", from.Name)
 	writeLines(t, w, 3, 50)
 
 	// First the open HTTP/2 connection fails its keep-alive ping; the
 	// retries then dial anew and get no answer.
-	dropped := "connect to cloud " + d.cloud.Listen + ": no answer in 5s (dropped by a firewall?)"
 	st = d.waitRelay("relay to report the silent drop", func(s harness.RelayStatus) bool {
-		return !s.Uplink.CloudReachable && strings.Contains(s.Uplink.LastError, dropped) && s.Spool.Batches > 0
+		return !s.Uplink.CloudReachable && strings.Contains(s.Uplink.LastError, want) && s.Spool.Batches > 0
 	})
 	if !d.relay.LogContains("no answer to keep-alive ping in 5s (dropped by a firewall?)") {
 		t.Errorf("relay log does not say its open connection to the cloud was lost")
@@ -105,8 +122,8 @@ func TestDMZSilentlyDroppedCloudPath(t *testing.T) {
 		t.Errorf("packets dropped between relay and cloud: got %d (%v), want > 0", n, err)
 	}
 
-	d.net.SetPolicy(netns.Open)
-	t.Log("relay <-> cloud open again")
+	d.net.SetPolicy(policy)
+	t.Logf("%s <-> cloud open again", from.Name)
 	d.waitExactlyOnce(3*time.Minute, []*harness.Agent{a}, w)
 	d.waitRelay("relay reachable again", func(s harness.RelayStatus) bool { return s.Uplink.CloudReachable })
 	if err := harness.WaitFor(d.ctx, time.Minute, "readyz 200 again", func() (bool, error) {
