@@ -112,3 +112,37 @@ func readOnlyMount(t *testing.T, dir string) {
 		t.Fatalf("%s still writable after a read-only remount (%v)", dir, err)
 	}
 }
+
+// A value of the wrong type in a config file is refused with the key's
+// full path and line, by every binary, so a key that exists in several
+// sections (max_bytes, listen) is found at once.
+func TestConfigTypeErrorNamesTheKey(t *testing.T) {
+	bin := binaries(t)
+	for _, tc := range []struct {
+		prog, yaml string
+		args       []string
+		want       string
+	}{
+		{"gatehouse-relay", "name: r1\nuplink:\n  max_upload_bytes: 4096\n  max_backoff: soon\n", []string{"--config"}, "line 4: uplink.max_backoff: cannot unmarshal !!str `soon` into time.Duration"},
+		{"gatehouse-cloud", "log:\n  level: info\nlisten: [1, 2]\n", []string{"--config"}, "line 3: listen: cannot unmarshal !!seq into string"},
+		{"gatehouse-agent", "ring:\n  max_bytes: lots\n", []string{"run", "--config"}, "line 2: ring.max_bytes: cannot unmarshal !!str `lots` into int64"},
+	} {
+		t.Run(tc.prog, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "bad.yaml")
+			if err := os.WriteFile(cfg, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, filepath.Join(bin, tc.prog), append(tc.args, cfg)...).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+				t.Errorf("%s with a bad config: got %v, want a non-zero exit", tc.prog, err)
+			}
+			if !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), cfg) {
+				t.Errorf("%s: output does not name the file and %q:\n%s", tc.prog, tc.want, out)
+			}
+			t.Logf("%s: %s", tc.prog, strings.TrimSpace(string(out)))
+		})
+	}
+}

@@ -74,6 +74,12 @@ type Agent struct {
 	OS           string    `json:"os"`
 	RelayID      string    `json:"relay_id"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// LastSeenAt is when the cloud last stored a batch from the agent
+	// (through any relay); absent: never.
+	LastSeenAt time.Time `json:"last_seen_at,omitzero"`
+	// LastEventAt is the agent's own time of its newest batch with events
+	// (the agent's clock); absent: none yet.
+	LastEventAt time.Time `json:"last_event_at,omitzero"`
 	// Isolated is the desired isolation state (set by isolate and
 	// cancel_isolation actions).
 	Isolated bool `json:"isolated"`

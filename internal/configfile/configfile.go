@@ -30,7 +30,7 @@ func Decode(b []byte, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return withKeyPaths(b, err)
 	}
 	return nil
 }

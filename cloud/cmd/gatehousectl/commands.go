@@ -298,9 +298,10 @@ func (a *app) agentCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, g := range as {
-				rows = append(rows, []string{g.ID, g.GroupID, g.Tier, fmt.Sprint(g.Isolated), g.Hostname, g.AgentVersion, g.OS, g.RelayID, ts(g.RegisteredAt)})
+				rows = append(rows, []string{g.ID, g.GroupID, g.Tier, fmt.Sprint(g.Isolated), g.Hostname, g.AgentVersion, g.OS, g.RelayID, ts(g.RegisteredAt),
+					ts(g.LastSeenAt), ts(g.LastEventAt)})
 			}
-			return a.print(as, []string{"ID", "GROUP", "TIER", "ISOLATED", "HOSTNAME", "VERSION", "OS", "RELAY", "REGISTERED"}, rows)
+			return a.print(as, []string{"ID", "GROUP", "TIER", "ISOLATED", "HOSTNAME", "VERSION", "OS", "RELAY", "REGISTERED", "LAST_SEEN", "LAST_EVENT"}, rows)
 		})}
 	tenantFlag(list, &tenant)
 	return group("agent", "List agents", list)

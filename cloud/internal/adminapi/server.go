@@ -333,5 +333,6 @@ func relay(r store.Relay) api.Relay {
 
 func agent(a store.Agent) api.Agent {
 	return api.Agent{ID: a.ID, TenantID: a.TenantID, GroupID: a.GroupID, Hostname: a.Hostname,
-		AgentVersion: a.AgentVersion, OS: a.OS, RelayID: a.RelayID, RegisteredAt: a.RegisteredAt}
+		AgentVersion: a.AgentVersion, OS: a.OS, RelayID: a.RelayID, RegisteredAt: a.RegisteredAt,
+		LastSeenAt: a.LastSeenAt, LastEventAt: a.LastEventAt}
 }

@@ -79,10 +79,15 @@ func (s *Store) RegisterAgent(relay Relay, reg Registration) (Agent, error) {
 // GetAgent returns an agent of a tenant.
 func (s *Store) GetAgent(tenant, id string) (Agent, error) {
 	var a Agent
-	err := s.view(func(txn *badger.Txn) error { return getJSON(txn, k("a", id), &a) })
-	if err == nil && a.TenantID != tenant {
-		err = ErrNotFound
-	}
+	err := s.view(func(txn *badger.Txn) error {
+		if err := getJSON(txn, k("a", id), &a); err != nil {
+			return err
+		}
+		if a.TenantID != tenant {
+			return ErrNotFound
+		}
+		return fillActivity(txn, &a)
+	})
 	if err != nil {
 		return Agent{}, fmt.Errorf("agent %s: %w", id, err)
 	}
@@ -103,6 +108,9 @@ func (s *Store) ListAgents(tenant string) ([]Agent, error) {
 		for _, id := range ids {
 			var a Agent
 			if err := getJSON(txn, k("a", id), &a); err != nil {
+				return fmt.Errorf("agent %s: %w", id, err)
+			}
+			if err := fillActivity(txn, &a); err != nil {
 				return fmt.Errorf("agent %s: %w", id, err)
 			}
 			out = append(out, a)

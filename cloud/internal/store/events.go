@@ -115,6 +115,7 @@ func (s *Store) commitBatches(tenant string, batches []*agentv1.EventBatch, agen
 			return err
 		}
 		perAgent := map[string]uint64{}
+		acts := map[string]*activity{}
 		now := s.now().UTC()
 		for _, b := range batches {
 			ok, known := agents[b.AgentId]
@@ -147,6 +148,12 @@ func (s *Store) commitBatches(tenant string, batches []*agentv1.EventBatch, agen
 				return err
 			}
 			res.Accepted++
+			act := acts[b.AgentId]
+			if act == nil {
+				act = &activity{}
+				acts[b.AgentId] = act
+			}
+			act.add(now, b.CreatedUnixMs, int(n))
 			if n == 0 {
 				continue
 			}
@@ -174,6 +181,9 @@ func (s *Store) commitBatches(tenant string, batches []*agentv1.EventBatch, agen
 			if _, err := addCounter(txn, k("c", "eva", tenant, a), n); err != nil {
 				return err
 			}
+		}
+		if err := recordActivity(txn, tenant, acts); err != nil {
+			return err
 		}
 		for key, n := range map[string]int{"events": res.Events, "batches": res.Accepted, "dups": res.Duplicates} {
 			if n > 0 {

@@ -58,6 +58,11 @@ type Agent struct {
 	RelayID      string    `json:"relay_id"`
 	KeyID        string    `json:"key_id"`
 	RegisteredAt time.Time `json:"registered_at"`
+	// LastSeenAt is when the cloud last stored a batch of the agent's (any
+	// relay); LastEventAt the agent's own time of its newest batch with
+	// events. Zero: none yet. Kept apart from the record (activity.go).
+	LastSeenAt  time.Time `json:"-"`
+	LastEventAt time.Time `json:"-"`
 }
 
 // RegistrationKey lets agents join a tenant's group. The cloud and relays

@@ -52,7 +52,7 @@ func newRootCmd() *cobra.Command {
 	f := cmd.PersistentFlags()
 	f.StringVarP(&cfgFile, "config", "c", "", "YAML config file")
 	f.StringVar(&dataDir, "data-dir", "", "override data_dir")
-	f.StringVar(&listen, "listen", "", "override listen (UDP host:port for QUIC)")
+	f.StringVar(&listen, "listen", "", "override listen: the agents' host:port, served on UDP (QUIC) and TCP (TLS) alike")
 	f.StringVar(&adminListen, "admin-listen", "", "override admin_listen")
 	cmd.AddCommand(newClusterCmd(func(c *cobra.Command) (config.Config, error) {
 		return loadConfig(c, cfgFile, dataDir, listen, adminListen)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -33,5 +34,24 @@ func TestSampleConfigParses(t *testing.T) {
 		if tt.got != tt.want {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
 		}
+	}
+}
+
+// --listen serves both transports; the help must not say UDP only.
+func TestHelpListenNamesBothTransports(t *testing.T) {
+	cmd := newRootCmd()
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--help"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.Contains(line, "--listen ") && !(strings.Contains(line, "UDP") && strings.Contains(line, "TCP")) {
+			t.Fatalf("--help: %q: want it to name UDP and TCP", line)
+		}
+	}
+	if !strings.Contains(out.String(), "--listen ") {
+		t.Fatalf("--help has no --listen:\n%s", out.String())
 	}
 }

@@ -256,13 +256,18 @@ func (c *Client) do(ctx context.Context, path string, auth bool, body []byte, hd
 		}
 		hr.Header.Set("Authorization", a)
 	}
+	hr, connectDone := c.watchConnect(hr)
 	res, err := c.hc.Do(hr)
 	if err != nil {
+		if cerr := connectDone(); cerr != nil {
+			err = cerr
+		}
 		if perr := c.proxyFailure(hr, err); perr != err {
 			return perr
 		}
 		return c.classifyConnect(err, c.timeout)
 	}
+	defer connectDone()
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, maxResponse))
 	if err != nil {

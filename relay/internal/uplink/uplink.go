@@ -250,17 +250,22 @@ func (u *Uplink) callResult(err error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.o.Clock.Now()
-	if err == nil {
+	lost := !u.lastContact.IsZero() && u.lastLost.After(u.lastContact)
+	if err == nil || !cloudclient.Unreachable(err) {
+		if lost {
+			// One line for the operator when an outage ends; its start is
+			// the first "failed" warning.
+			u.log.Info("cloud reachable again", "last_answer_before", u.lastContact.UTC().Format(time.RFC3339), "unreachable_for", now.Sub(u.lastContact).Round(time.Second))
+		}
 		u.lastContact = now
-		u.lastErr = ""
-		return
+		if err == nil {
+			u.lastErr = ""
+			return
+		}
+	} else {
+		u.lastLost = now
 	}
 	u.lastErr, u.lastErrAt = err.Error(), now
-	if cloudclient.Unreachable(err) {
-		u.lastLost = now
-	} else {
-		u.lastContact = now
-	}
 }
 
 func (u *Uplink) sleep(ctx context.Context, d time.Duration) bool {
