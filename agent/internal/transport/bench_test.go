@@ -21,7 +21,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
@@ -163,16 +162,7 @@ func BenchmarkTransport(b *testing.B) {
 	for _, mode := range []string{"quic", "tcp", "proxy"} {
 		b.Run(mode, func(b *testing.B) {
 			addr, fp := startRealRelay(b)
-			dir := b.TempDir()
-			id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := ring.Open(filepath.Join(dir, "ring"), ring.Options{MaxBytes: 1 << 30, AgentID: id.ID()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
+			dir, id, r := newAgentDir(b, 1<<30)
 			opts := Options{
 				Relays: []string{addr}, Fingerprint: fp, RegistrationKey: "k", DataDir: dir, Hostname: "bench",
 				Version: "bench", Identity: id, Ring: r, HeartbeatInterval: time.Hour, RedeliverAfter: time.Hour,
@@ -265,16 +255,7 @@ func BenchmarkSwitchover(b *testing.B) {
 func switchOnce(b *testing.B, addr, fp string, midSession bool) time.Duration {
 	b.StopTimer()
 	cutter := newPathCutter(b, addr)
-	dir := b.TempDir()
-	id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := ring.Open(filepath.Join(dir, "ring"), ring.Options{MaxBytes: 1 << 26, AgentID: id.ID()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close()
+	dir, id, r := newAgentDir(b, 1<<26)
 	c, err := New(Options{
 		Relays: []string{cutter.addr}, Fingerprint: fp, RegistrationKey: "k", DataDir: dir, Hostname: "bench",
 		Version: "bench", Identity: id, Ring: r, HeartbeatInterval: time.Hour, RedeliverAfter: time.Hour,
