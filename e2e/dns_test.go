@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,14 +183,15 @@ func digFlags(out string) []string {
 
 // authoritativeUpstream is a DNS server on loopback answering every A
 // question with 10.1.2.3 as an authoritative, validating server does (AA
-// and AD set), like a site's Active Directory DNS.
-func authoritativeUpstream(t *testing.T) string {
+// and AD set), like a site's Active Directory DNS; it counts the queries.
+func authoritativeUpstream(t *testing.T, hits *atomic.Int64) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		hits.Add(1)
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative, m.AuthenticatedData = true, true
@@ -204,7 +206,8 @@ func authoritativeUpstream(t *testing.T) string {
 }
 
 // The relay's DNS answers as a resolver should: a forwarded answer, fresh
-// or from the cache, never claims to be authoritative (only overrides do);
+// or from the cache, never claims to be authoritative (only overrides do),
+// and an answer fetched with checking disabled is cached apart;
 // ANY for an override name gets its A and AAAA records (RFC 8482); and an
 // allow-list that opens the resolver to the internet in two /1 halves is
 // refused at start with a message naming the entry.
@@ -213,10 +216,11 @@ func TestDNSForwardedNotAuthoritativeAndANY(t *testing.T) {
 		t.Skip("dig not installed (Debian bind9-dnsutils; `make test` installs it as root)")
 	}
 	s := newSite(t, harness.RelayOptions{DNS: true})
+	var hits atomic.Int64
 	if err := s.relay.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for k, v := range map[string]any{"refuse_unknown": false, "upstreams": []string{authoritativeUpstream(t)}} {
+	for k, v := range map[string]any{"refuse_unknown": false, "upstreams": []string{authoritativeUpstream(t, &hits)}} {
 		if err := s.relay.SetDNS(k, v); err != nil {
 			t.Fatal(err)
 		}
@@ -258,6 +262,18 @@ func TestDNSForwardedNotAuthoritativeAndANY(t *testing.T) {
 	}
 	if n, err := s.relay.Metric(s.ctx, "gatehouse_dns_answers_total", `source="cache"`); err != nil || n < 1 {
 		t.Errorf("gatehouse_dns_answers_total{source=cache}: got %v (%v), want >= 1 (the second answer came from the cache)", n, err)
+	}
+
+	// An answer fetched with checking disabled (+cd) is not served from the
+	// cache to a client that wants it checked.
+	before := hits.Load()
+	for _, cd := range []string{"+cd", "+nocd"} {
+		if out := digMsg(dnsAddr, "cd.corp.example", "A", cd); !strings.Contains(out, "10.1.2.3") {
+			t.Fatalf("dig %s: no answer\n%s", cd, out)
+		}
+	}
+	if got := hits.Load() - before; got != 2 {
+		t.Errorf("upstream queries for +cd then +nocd: got %d, want 2 (the +nocd client got the +cd answer from the cache)", got)
 	}
 
 	// ANY for an override name: its A and AAAA, over UDP and TCP.

@@ -29,6 +29,19 @@ next:
 	return ""
 }
 
+// proxyOnlySite is a DMZ site where only the proxy passes (agents to it,
+// it to the cloud), with one agent connected through it, lines written.
+func proxyOnlySite(t *testing.T) (*dmzSite, *harness.Agent, *harness.LogWriter) {
+	t.Helper()
+	d := newDMZSite(t, dmzOptions{policy: netns.ProxyOnly, cloudProxy: true})
+	a, w := d.agent("agent-1", d.net.Proxy.URL())
+	writeLines(t, w, 2, 50)
+	d.waitAgent(a, "agent connected through the proxy", func(s harness.AgentStatus) bool {
+		return s.State == "connected" && s.Transport == "tcp+proxy"
+	})
+	return d, a, w
+}
+
 // The agent's proxy dies under a live session (only the proxy may pass, so
 // QUIC cannot either): the refused proxy connection is known at once, so
 // the status names the proxy and the refusal while the first attempt's
@@ -36,12 +49,7 @@ next:
 // the log says so before the attempt's end. Nothing is lost once the proxy
 // is back.
 func TestDMZProxyDeathReportedAtOnce(t *testing.T) {
-	d := newDMZSite(t, dmzOptions{policy: netns.ProxyOnly, cloudProxy: true})
-	a, w := d.agent("agent-1", d.net.Proxy.URL())
-	writeLines(t, w, 2, 50)
-	d.waitAgent(a, "agent connected through the proxy", func(s harness.AgentStatus) bool {
-		return s.State == "connected" && s.Transport == "tcp+proxy"
-	})
+	d, a, w := proxyOnlySite(t)
 	proxy := d.net.Proxy.Addr()
 	stopped := time.Now()
 	d.net.Proxy.Stop()

@@ -304,12 +304,7 @@ func TestDMZRelayCloudProxyFromEnvironment(t *testing.T) {
 // relay says its cloud proxy is unreachable, and everything drains once the
 // proxy is back.
 func TestDMZProxyDownAgentBuffers(t *testing.T) {
-	d := newDMZSite(t, dmzOptions{policy: netns.ProxyOnly, cloudProxy: true})
-	a, w := d.agent("agent-1", d.net.Proxy.URL())
-	writeLines(t, w, 2, 50)
-	d.waitAgent(a, "agent connected through the proxy", func(s harness.AgentStatus) bool {
-		return s.State == "connected" && s.Transport == "tcp+proxy"
-	})
+	d, a, w := proxyOnlySite(t)
 	d.net.Proxy.Stop()
 	writeLines(t, w, 5, 100)
 	st := d.waitAgent(a, "agent to buffer and say the proxy is unreachable", func(s harness.AgentStatus) bool {

@@ -21,7 +21,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
@@ -116,7 +115,7 @@ func startRealRelay(b *testing.B) (addr, fp string) {
 	dir := b.TempDir()
 	addr = freePort(b)
 	admin := freePort(b)
-	cfg := fmt.Sprintf("name: bench\ndata_dir: %s\nlisten: %q\nadmin_listen: %q\nlog: {level: warn}\ncloud: {url: %q, fingerprint: %q, enrollment_token: tok}\n",
+	cfg := fmt.Sprintf("name: bench\ndata_dir: %s\nlisten: %q\nadmin_listen: %q\nlog: {level: error}\ncloud: {url: %q, fingerprint: %q, enrollment_token: tok}\n",
 		dir, addr, admin, cloud.URL, identity.Fingerprint(cloud.Certificate()))
 	path := filepath.Join(dir, "relay.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -163,16 +162,7 @@ func BenchmarkTransport(b *testing.B) {
 	for _, mode := range []string{"quic", "tcp", "proxy"} {
 		b.Run(mode, func(b *testing.B) {
 			addr, fp := startRealRelay(b)
-			dir := b.TempDir()
-			id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := ring.Open(filepath.Join(dir, "ring"), ring.Options{MaxBytes: 1 << 30, AgentID: id.ID()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
+			dir, id, r := newAgentDir(b, 1<<30)
 			opts := Options{
 				Relays: []string{addr}, Fingerprint: fp, RegistrationKey: "k", DataDir: dir, Hostname: "bench",
 				Version: "bench", Identity: id, Ring: r, HeartbeatInterval: time.Hour, RedeliverAfter: time.Hour,
@@ -240,4 +230,80 @@ func BenchmarkTransport(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ack-ms")
 		})
 	}
+}
+
+// BenchmarkSwitchover measures how long the agent takes to be on TCP when
+// UDP starts being dropped, against the real relay: mid-session (QUIC
+// connected, batches flowing; the stall watcher moves it) and for an agent
+// that connects with UDP already dropped (the connect race). Each op is one
+// fresh agent; switch-ms is the mean from the cut to status "tcp".
+func BenchmarkSwitchover(b *testing.B) {
+	addr, fp := startRealRelay(b)
+	for _, mode := range []string{"mid-session", "fresh-connect"} {
+		b.Run(mode, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				total += switchOnce(b, addr, fp, mode == "mid-session")
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "switch-ms")
+		})
+	}
+}
+
+// switchOnce runs one agent through a pathCutter and returns the time from
+// the UDP cut to the agent's status saying tcp.
+func switchOnce(b *testing.B, addr, fp string, midSession bool) time.Duration {
+	b.StopTimer()
+	cutter := newPathCutter(b, addr)
+	dir, id, r := newAgentDir(b, 1<<26)
+	c, err := New(Options{
+		Relays: []string{cutter.addr}, Fingerprint: fp, RegistrationKey: "k", DataDir: dir, Hostname: "bench",
+		Version: "bench", Identity: id, Ring: r, HeartbeatInterval: time.Hour, RedeliverAfter: time.Hour,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	event := [][]byte{[]byte(`{"message":"switchover"}`)}
+	waitStatus := func(what string, cond func(Status) bool) {
+		deadline := time.Now().Add(time.Minute)
+		for !cond(c.Status()) {
+			if time.Now().After(deadline) {
+				b.Fatalf("waiting for %s; status %+v", what, c.Status())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !midSession {
+		cutter.cutUDP()
+	}
+	b.StartTimer()
+	start := time.Now()
+	wg.Go(func() { c.Run(ctx) })
+	if midSession {
+		waitStatus("quic", func(s Status) bool { return s.Transport == TransportQUIC })
+		stop := make(chan struct{})
+		wg.Go(func() { // batches flowing, as from a busy host
+			t := time.NewTicker(10 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					r.Append(agentv1.Priority_PRIORITY_BULK, event, nil)
+				}
+			}
+		})
+		defer close(stop)
+		time.Sleep(100 * time.Millisecond)
+		cutter.cutUDP()
+		start = time.Now()
+	}
+	waitStatus("tcp", func(s Status) bool { return s.State == StateConnected && s.Transport == TransportTCP })
+	took := time.Since(start)
+	b.StopTimer()
+	return took
 }

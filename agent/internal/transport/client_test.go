@@ -34,16 +34,7 @@ func newAgent(t *testing.T, relay *fakeRelay, fingerprint string) *agentUnderTes
 // newAgentWith lets a test adjust the options before the client is made.
 func newAgentWith(t *testing.T, relay *fakeRelay, fingerprint string, adjust func(*Options)) *agentUnderTest {
 	t.Helper()
-	dir := t.TempDir()
-	id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := ring.Open(filepath.Join(dir, "ring"), ring.Options{MaxBytes: 1 << 20, AgentID: id.ID()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	dir, id, r := newAgentDir(t, 1<<20)
 	opts := Options{
 		Relays: []string{relay.addr}, Fingerprint: fingerprint, RegistrationKey: "key-1",
 		DataDir: dir, Hostname: "h1", Version: "test", Identity: id, Ring: r,
@@ -58,6 +49,23 @@ func newAgentWith(t *testing.T, relay *fakeRelay, fingerprint string, adjust fun
 		t.Fatal(err)
 	}
 	return &agentUnderTest{dir: dir, ring: r, client: c, id: id}
+}
+
+// newAgentDir makes an agent's data dir with its identity and a ring of
+// maxBytes, closed when the test ends.
+func newAgentDir(tb testing.TB, maxBytes int64) (string, *identity.Identity, *ring.Ring) {
+	tb.Helper()
+	dir := tb.TempDir()
+	id, err := identity.LoadOrCreate(filepath.Join(dir, "identity"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := ring.Open(filepath.Join(dir, "ring"), ring.Options{MaxBytes: maxBytes, AgentID: id.ID()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	return dir, id, r
 }
 
 func (a *agentUnderTest) run(t *testing.T) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -72,6 +73,22 @@ func TestSampleConfig(t *testing.T) {
 	}
 	if got, want := c.Cloud.Proxy, ""; got != want {
 		t.Errorf("cloud.proxy: got %q, want %q (the default: environment variables)", got, want)
+	}
+}
+
+// The sample shows every key of the config (docs promise it): a key added
+// to Config, cluster.Config or dnsserver.Config must be added there too.
+func TestSampleConfigShowsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../../docs/samples/relay.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := configfile.MissingKeys(b, &Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Errorf("docs/samples/relay.yaml lacks %s", strings.Join(missing, ", "))
 	}
 }
 

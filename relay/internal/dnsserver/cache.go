@@ -39,10 +39,17 @@ func newCache(size int, clock Clock) *cache {
 	return &cache{size: size, clock: clock, ll: list.New(), items: make(map[string]*list.Element, size)}
 }
 
-func cacheKey(q dns.Question, do bool) string {
+// cacheKey keys an answer by the question and the DO and CD bits: an
+// answer fetched with checking disabled may hold data a validating
+// upstream would refuse (SERVFAIL) to a client that did not disable it,
+// so the two never share an entry (RFC 4035 4.7).
+func cacheKey(q dns.Question, do, cd bool) string {
 	d := byte(0)
 	if do {
 		d = 1
+	}
+	if cd {
+		d |= 2
 	}
 	return strings.ToLower(q.Name) + string([]byte{byte(q.Qtype >> 8), byte(q.Qtype), byte(q.Qclass >> 8), byte(q.Qclass), d})
 }

@@ -113,7 +113,7 @@ func (s *Server) slow(p []byte, client netip.Addr, proto int, counted bool, out 
 	if opt := req.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	key := cacheKey(q, do)
+	key := cacheKey(q, do, req.CheckingDisabled)
 	if m := s.cache.get(key); m != nil {
 		s.m.answers[srcCache].Inc()
 		return s.reply(out, req, forwarded(req, m), proto), nil

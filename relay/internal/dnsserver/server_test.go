@@ -373,6 +373,20 @@ func TestForwardingFailoverAndCache(t *testing.T) {
 	if got := testutil.ToFloat64(s.m.answers[srcCache]); got != 3 {
 		t.Errorf("answers_total{source=cache}: got %v, want 3", got)
 	}
+	// An answer fetched with checking disabled is not served to a client
+	// that wants it checked (and the other way round).
+	before := hits.Load()
+	for _, cd := range []bool{true, false, true} {
+		m := new(dns.Msg)
+		m.SetQuestion("cd.example.org.", dns.TypeA)
+		m.CheckingDisabled = cd
+		if _, err := dns.Exchange(m, s.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hits.Load() - before; got != 2 {
+		t.Errorf("upstream hits for CD=1, CD=0, CD=1: got %d, want 2 (CD=0 must not get the CD=1 answer; the second CD=1 is cached)", got)
+	}
 	// Overrides still win over upstream.
 	if r := ask(t, s, "udp", "ingest.cloud.example.com", dns.TypeA, 0); len(r.Answer) != 2 {
 		t.Errorf("override with forwarding on: got %v", r.Answer)

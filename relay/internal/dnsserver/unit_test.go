@@ -75,7 +75,7 @@ func TestCacheTTLAndLRU(t *testing.T) {
 		return m
 	}
 	k := func(name string) string {
-		return cacheKey(dns.Question{Name: name, Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
+		return cacheKey(dns.Question{Name: name, Qtype: dns.TypeA, Qclass: dns.ClassINET}, false, false)
 	}
 	c.put(k("a."), a("a.", 60))
 	clock.Add(20 * time.Second)
