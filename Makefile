@@ -64,15 +64,15 @@ clean:
 	rm -rf $(BIN)
 
 # Debian packages of the relay, the agent and the cloud (docs/appliance.md),
-# into appliance-image/build/packages. The version grows with every commit,
+# into appliance-image/_build/packages. The version grows with every commit,
 # so each build upgrades the one before.
 PKG_VERSION ?= 0.1.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 packages: build
-	appliance-image/packages/build.sh $(BIN) $(CURDIR)/appliance-image/build/packages $(PKG_VERSION)
+	appliance-image/packages/build.sh $(BIN) $(CURDIR)/appliance-image/_build/packages $(PKG_VERSION)
 
 # Builds the appliance image (as root) and boots it under qemu: enrollment by
 # credential, agents through it, a port scan, an A/B update and a rollback.
 appliance-test: build
 	$(MAKE) -C appliance-image BIN=$(BIN) PKG_VERSION=$(PKG_VERSION) all test-bundles
-	GATEHOUSE_BIN=$(BIN) GATEHOUSE_APPLIANCE=$(CURDIR)/appliance-image/build \
+	GATEHOUSE_BIN=$(BIN) GATEHOUSE_APPLIANCE=$(CURDIR)/appliance-image/_build \
 		$(GO) test -count=1 -timeout 60m -run 'TestAppliance' -v ./e2e/

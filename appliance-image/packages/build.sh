@@ -48,7 +48,7 @@ Description: $desc
  Part of Gatehouse, an on-premises relay for endpoint-security agents.
  Static binary; the systemd unit is hardened (see docs/appliance.md).
 CONTROL
-	dpkg-deb --root-owner-group -Zxz --build "$root" "$out/${name}_${version}_amd64.deb" >/dev/null
+	dpkg-deb --root-owner-group -Zgzip --build "$root" "$out/${name}_${version}_amd64.deb" >/dev/null
 	echo "$out/${name}_${version}_amd64.deb"
 }
 

@@ -216,11 +216,15 @@ func clusterCanSpare(ctx context.Context) (bool, string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return false, "relay admin unreachable: " + err.Error()
+		return true, "" // the relay is down: this member counts for nothing now
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusServiceUnavailable {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
 		return true, "" // a relay alone
+	default:
+		return false, "cluster status: " + resp.Status
 	}
 	var st struct {
 		LeaderID string `json:"leader_id"`

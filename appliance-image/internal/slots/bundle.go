@@ -281,7 +281,7 @@ func checkDigest(h hash.Hash, name string, want File) error {
 func readSmall(tr *tar.Reader, name string) ([]byte, error) {
 	hdr, err := tr.Next()
 	if err != nil {
-		return nil, fmt.Errorf("read bundle: %w (is it a Gatehouse update bundle?)", err)
+		return nil, fmt.Errorf("read bundle: %w: not a Gatehouse update bundle", err)
 	}
 	if hdr.Name != name {
 		return nil, fmt.Errorf("bundle starts with %q, want %s: not a Gatehouse update bundle", hdr.Name, name)
