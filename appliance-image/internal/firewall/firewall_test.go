@@ -32,7 +32,8 @@ func resolver(ctx context.Context, host string) ([]netip.Addr, error) {
 	return SystemResolver(ctx, host)
 }
 
-func TestRender(t *testing.T) {
+func renderSample(t *testing.T) Plan {
+	t.Helper()
 	s, err := settings.Parse([]byte(sample))
 	if err != nil {
 		t.Fatal(err)
@@ -41,6 +42,11 @@ func TestRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plan
+}
+
+func TestRender(t *testing.T) {
+	plan := renderSample(t)
 	t.Log("\n" + plan.Ruleset)
 	for _, want := range []string{
 		"type filter hook input priority filter; policy drop;",
@@ -94,14 +100,7 @@ func TestRulesetLoads(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs nft (nftables)")
 	}
-	s, err := settings.Parse([]byte(sample))
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := Render(context.Background(), s, resolver)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := renderSample(t)
 	cmd := exec.Command("nft", "-c", "-f", "-")
 	cmd.Stdin = strings.NewReader(plan.Ruleset)
 	if out, err := cmd.CombinedOutput(); err != nil {
