@@ -86,11 +86,11 @@ func (l *ApplianceLab) DialFrom(ctx context.Context, src, network, addr string, 
 	return c, err
 }
 
-// ScanTCP connects to every TCP port of the guest from src and returns
-// those that answered. A dropped SYN times out; a port that answers is
+// ScanTCP connects to the given TCP ports of the guest (nil: every port)
+// from src and returns those that answered. A dropped SYN times out; a port that answers is
 // found within the timeout even on a loaded machine (the kernel answers
 // SYNs, not the guest's services).
-func (l *ApplianceLab) ScanTCP(ctx context.Context, src string, timeout time.Duration) []int {
+func (l *ApplianceLab) ScanTCP(ctx context.Context, src string, only []int, timeout time.Duration) []int {
 	var mu sync.Mutex
 	var open []int
 	ports := make(chan int)
@@ -110,7 +110,15 @@ func (l *ApplianceLab) ScanTCP(ctx context.Context, src string, timeout time.Dur
 			}
 		}()
 	}
-	for p := 1; p <= 65535 && ctx.Err() == nil; p++ {
+	if only == nil {
+		for p := 1; p <= 65535; p++ {
+			only = append(only, p)
+		}
+	}
+	for _, p := range only {
+		if ctx.Err() != nil {
+			break
+		}
 		ports <- p
 	}
 	close(ports)

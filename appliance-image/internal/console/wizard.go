@@ -43,7 +43,7 @@ func Wizard(ctx context.Context, in io.Reader, out io.Writer, defaults []byte) (
 				return "", err
 			}
 			if cerr := check(line); cerr != nil {
-				fmt.Fprintf(out, "  %v\n", cerr)
+				fmt.Fprintf(out, "  %v\r\n", cerr)
 				continue
 			}
 			return line, nil

@@ -297,6 +297,11 @@ func writeFile(r io.Reader, p string) error {
 	if err != nil {
 		return err
 	}
+	return copySync(f, r)
+}
+
+// copySync copies r to f, syncs and closes f.
+func copySync(f *os.File, r io.Reader) error {
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		return err
@@ -308,8 +313,8 @@ func writeFile(r io.Reader, p string) error {
 	return f.Close()
 }
 
-// writeRootfs decompresses the image onto the slot's partition. The
-// decompressor reads the whole stream, so the hash covers every byte.
+// writeRootfs decompresses the image onto the slot's partition, then
+// drains what the decoder did not need, so the digest covers every byte.
 func writeRootfs(r io.Reader, dev string) error {
 	dec, err := zstd.NewReader(r)
 	if err != nil {
@@ -320,18 +325,9 @@ func writeRootfs(r io.Reader, dev string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, dec); err != nil {
-		f.Close()
+	if err := copySync(f, dec); err != nil {
 		return err
 	}
-	// Drain what the decoder did not need, so the digest covers the entry.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
 }
