@@ -7,10 +7,15 @@ LDFLAGS := -X github.com/gatehouse/gatehouse/internal/version.Version=$(VERSION)
 CMDS    := ./relay/cmd/gatehouse-relay ./agent/cmd/gatehouse-agent \
            ./cloud/cmd/gatehouse-cloud ./cloud/cmd/gatehousectl ./e2e/cmd/gatehouse-demo \
            ./appliance-image/cmd/gatehouse-appliance
-# Debian packages the tests use: real peers, not mocks.
-TEST_PKGS := tinyproxy nftables iproute2 bind9-dnsutils protobuf-compiler
+# Debian packages the tests use: real peers, not mocks. clang, llvm
+# (llvm-strip) and libbpf-dev (bpf/bpf_helpers.h) let check-generated rebuild
+# the eBPF objects; Debian 12's clang 14 makes the committed ones byte for byte.
+TEST_PKGS := tinyproxy nftables iproute2 bind9-dnsutils protobuf-compiler \
+             clang llvm libbpf-dev
+# What `make generate` writes: check-generated compares exactly these.
+GENERATED := proto/ ':(glob)agent/**/*_bpfel.go' ':(glob)agent/**/*_bpfel.o'
 
-.PHONY: all build demo test deps vet generate check-generated bench fuzz clean packages appliance-test
+.PHONY: all build demo test deps vet generate check-generated check-tidy bench fuzz clean packages appliance-test
 
 all: build
 
@@ -36,7 +41,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps build vet check-generated
+test: deps build vet check-generated check-tidy
 	GATEHOUSE_BIN=$(BIN) $(GO) test -count=1 -timeout 12m ./...
 
 generate:
@@ -48,9 +53,16 @@ generate:
 # CI fails if the committed generated code is not what `make generate` makes.
 check-generated:
 	@if command -v protoc >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory generate && git diff --exit-code -- proto/ || \
+		$(MAKE) --no-print-directory generate && git diff --exit-code -- $(GENERATED) || \
 		{ echo "generated code is stale: run make generate and commit"; exit 1; }; \
 	else echo "check-generated: protoc or git missing, skipped"; fi
+
+# CI fails if `go mod tidy` would change go.mod or go.sum. With a warm module
+# cache it needs no network; a fresh clone fetches the test dependencies of
+# dependencies that tidy reads through GOPROXY.
+check-tidy:
+	@out=$$($(GO) mod tidy -diff 2>&1) || { echo "$$out"; \
+		echo "go.mod or go.sum is not tidy (or a module could not be fetched): run go mod tidy and commit"; exit 1; }
 
 bench: build
 	GATEHOUSE_BIN=$(BIN) scripts/bench.sh docs/benchmarks.md

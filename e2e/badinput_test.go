@@ -144,6 +144,10 @@ func TestBadInputIsRefusedAndTheRestGoesOn(t *testing.T) {
 		if n, err := s.relay.Metric(ctx, "gatehouse_relay_batches_total", `result="duplicate"`); err != nil || n < 1 {
 			t.Fatalf("duplicate batches counted: %v, %v; want >= 1", n, err)
 		}
+		// One metric counts duplicates; the spool's second counter is gone.
+		if n, err := s.relay.Metric(ctx, "gatehouse_relay_batches_duplicate_total"); err != nil || n != 0 {
+			t.Fatalf("gatehouse_relay_batches_duplicate_total: %v, %v; want absent (duplicates counted once, in gatehouse_relay_batches_total)", n, err)
+		}
 	})
 	t.Run("batch for another agent", func(t *testing.T) {
 		forged := &agentv1.EventBatch{AgentId: newID().ID(), Seq: 9, Events: batch.Events}

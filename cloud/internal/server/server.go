@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gatehouse/gatehouse/cloud/internal/adminapi"
+	"github.com/gatehouse/gatehouse/cloud/internal/adminserver"
 	"github.com/gatehouse/gatehouse/cloud/internal/relayapi"
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
@@ -103,7 +103,7 @@ func (s *Server) open() error {
 	}); err != nil {
 		return err
 	}
-	adminapi.New(s.store, s.token, s.log.With("component", "adminapi")).Register(s.admin.Mux)
+	adminserver.New(s.store, s.token, s.log.With("component", "adminapi")).Register(s.admin.Mux)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("relay api listen %s: %w", cfg.Listen, err)

@@ -9,7 +9,6 @@ import (
 type metrics struct {
 	full         prometheus.Gauge
 	rejectedFull prometheus.Counter
-	duplicates   prometheus.Counter
 	commitSize   prometheus.Histogram
 	syncSeconds  prometheus.Histogram
 	delivered    prometheus.Counter
@@ -22,9 +21,6 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 		}),
 		rejectedFull: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_relay_spool_rejected_full_total", Help: "Batches refused with SPOOL_FULL.",
-		}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gatehouse_relay_batches_duplicate_total", Help: "Batches already spooled or delivered (acked DUPLICATE).",
 		}),
 		commitSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gatehouse_relay_spool_group_commit_batches", Help: "Batches made durable by one fsync.",
@@ -41,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, s *Spool) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.full, m.rejectedFull, m.duplicates, m.commitSize, m.syncSeconds, m.delivered,
+	reg.MustRegister(m.full, m.rejectedFull, m.commitSize, m.syncSeconds, m.delivered,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "gatehouse_relay_spool_bytes", Help: "Bytes of batches held in the spool.",
 		}, func() float64 { return float64(s.Stats().Bytes) }),

@@ -581,12 +581,6 @@ func (s *Spool) commit(group []*appendReq) {
 		}
 		return
 	}
-	var dups int
-	for _, r := range results {
-		if r == Duplicate {
-			dups++
-		}
-	}
 	s.mu.Lock()
 	if addBatches > 0 {
 		s.nextSeq = seq
@@ -595,7 +589,6 @@ func (s *Spool) commit(group []*appendReq) {
 	s.batches += addBatches
 	s.mu.Unlock()
 	s.setFull(refusedMax > 0 || s.segs.diskBytes() >= s.opts.MaxBytes, refusedDisk > 0 || space.free-addBytes < s.opts.MinFreeBytes)
-	s.m.duplicates.Add(float64(dups))
 	s.m.rejectedFull.Add(float64(refusedMax + refusedDisk))
 	if addBatches > 0 {
 		s.m.commitSize.Observe(float64(addBatches))

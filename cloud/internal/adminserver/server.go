@@ -1,7 +1,7 @@
-// Package adminapi serves the cloud's JSON admin API (docs/design.md, "Cloud
+// Package adminserver serves the cloud's JSON admin API (docs/design.md, "Cloud
 // admin API") on the admin listener, behind the admin bearer token. The wire
 // types and the client are in cloud/adminapi.
-package adminapi
+package adminserver
 
 import (
 	"crypto/subtle"
