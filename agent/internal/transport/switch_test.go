@@ -65,6 +65,20 @@ func newPathCutter(tb testing.TB, relayAddr string) *pathCutter {
 
 func (p *pathCutter) cutUDP() { p.cut.Store(true) }
 
+// everyUntil calls f every d until stop is closed.
+func everyUntil(stop <-chan struct{}, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
 func (p *pathCutter) serveUDP() {
 	buf := make([]byte, 65536)
 	for {
@@ -145,18 +159,7 @@ func TestStalledQUICMovesToTCP(t *testing.T) {
 	// packets received are no proof the agent's get through.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		tk := time.NewTicker(20 * time.Millisecond)
-		defer tk.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tk.C:
-				relay.deliver(1)
-			}
-		}
-	})
+	wg.Go(func() { everyUntil(stop, 20*time.Millisecond, func() { relay.deliver(1) }) })
 	defer func() { close(stop); wg.Wait() }()
 	a.add(t, bulk, 5)
 	a.add(t, sec, 2)
