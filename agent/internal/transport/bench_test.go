@@ -286,16 +286,7 @@ func switchOnce(b *testing.B, addr, fp string, midSession bool) time.Duration {
 		waitStatus("quic", func(s Status) bool { return s.Transport == TransportQUIC })
 		stop := make(chan struct{})
 		wg.Go(func() { // batches flowing, as from a busy host
-			t := time.NewTicker(10 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					r.Append(agentv1.Priority_PRIORITY_BULK, event, nil)
-				}
-			}
+			everyUntil(stop, 10*time.Millisecond, func() { r.Append(agentv1.Priority_PRIORITY_BULK, event, nil) })
 		})
 		defer close(stop)
 		time.Sleep(100 * time.Millisecond)

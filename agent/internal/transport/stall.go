@@ -17,7 +17,7 @@ import (
 // then reconnects from scratch. Instead, when what the agent wrote stays
 // unanswered well past the path's round-trip time, the session starts the
 // TCP leg alongside, as at connect, and moves to whichever answers first:
-// the QUIC path (any packet back) or the TCP leg (its Hello reply).
+// the QUIC path (an ACK of what was written) or the TCP leg (its Hello reply).
 const (
 	// minStall is the least silence called a stall: several times the
 	// peer's maximum ACK delay (25 ms) plus scheduling slack on a loaded host.
@@ -31,18 +31,30 @@ const (
 	tcpRetryAfter = 5 * time.Second
 )
 
-// writeClock remembers the first stream write that no packet from the
-// relay has followed yet. Every stream write is ack-eliciting: on a live
-// path the relay's QUIC ACK arrives within an RTT plus its ACK delay,
-// however slow the relay is to answer the batch itself.
+// writeClock remembers the first stream write that no ACK from the relay
+// has followed yet. Every stream write is ack-eliciting: on a live path the
+// relay's QUIC ACK arrives within an RTT plus its ACK delay, however slow
+// the relay is to answer the batch itself. An ACK that acknowledges new
+// packets of ours gives an RTT sample, which is how it is seen here (quic-go
+// exposes no ACK counter). Packets merely received prove nothing: when only
+// the agent's direction is dropped, the relay's retransmissions and
+// keep-alives still arrive.
 type writeClock struct {
 	now func() time.Time
 
 	mu    sync.Mutex
 	conn  *quic.Conn
 	first time.Time // zero: nothing unanswered
-	recv  uint64    // packets received when first was written
+	mark  ackMark   // the RTT samples when first was written
 	armed chan struct{}
+}
+
+// ackMark changes whenever an ACK of new packets of ours brings an RTT sample.
+type ackMark struct{ latest, smoothed, dev time.Duration }
+
+func ackMarkOf(c *quic.Conn) ackMark {
+	st := c.ConnectionStats()
+	return ackMark{st.LatestRTT, st.SmoothedRTT, st.MeanDeviation}
 }
 
 func newWriteClock(now func() time.Time) *writeClock {
@@ -55,11 +67,11 @@ func (w *writeClock) wrote() {
 	if w.conn == nil {
 		return
 	}
-	recv := w.conn.ConnectionStats().PacketsReceived
-	if !w.first.IsZero() && recv == w.recv {
+	mark := ackMarkOf(w.conn)
+	if !w.first.IsZero() && mark == w.mark {
 		return // an earlier write is still unanswered
 	}
-	w.first, w.recv = w.now(), recv
+	w.first, w.mark = w.now(), mark
 	select {
 	case w.armed <- struct{}{}:
 	default:
@@ -67,11 +79,11 @@ func (w *writeClock) wrote() {
 }
 
 // unanswered returns since when a write has gone unanswered (zero: none),
-// clearing the mark once a packet has come back.
+// clearing the mark once an ACK has come back.
 func (w *writeClock) unanswered() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.first.IsZero() || w.conn.ConnectionStats().PacketsReceived != w.recv {
+	if w.first.IsZero() || ackMarkOf(w.conn) != w.mark {
 		w.first = time.Time{}
 		return time.Time{}
 	}
@@ -151,7 +163,7 @@ func (s *session) handOver(sw *switchOver) {
 }
 
 // raceTCP dials TCP (through the proxy when one applies) and says Hello
-// while watching QUIC: a packet back on QUIC cancels the TCP leg (nil, nil);
+// while watching QUIC: an ACK back on QUIC cancels the TCP leg (nil, nil);
 // a TCP session that answers first is returned.
 func (s *session) raceTCP(ctx context.Context, qc *quicConn) (*switchOver, error) {
 	actx, cancel := context.WithCancel(ctx)

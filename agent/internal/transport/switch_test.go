@@ -14,8 +14,10 @@ import (
 )
 
 // pathCutter stands between the agent and a relay on a port of its own,
-// forwarding UDP and TCP to the relay's port; cutUDP makes it drop UDP
-// both ways silently from then on, as a firewall that starts dropping UDP.
+// forwarding UDP and TCP to the relay's port; cutUDP makes it drop the
+// agent's UDP silently from then on, as a firewall that starts dropping
+// UDP from the agents' network: the relay's datagrams (retransmissions,
+// keep-alives) still reach the agent, as conntrack lets replies through.
 type pathCutter struct {
 	addr   string
 	target *net.UDPAddr
@@ -63,6 +65,20 @@ func newPathCutter(tb testing.TB, relayAddr string) *pathCutter {
 
 func (p *pathCutter) cutUDP() { p.cut.Store(true) }
 
+// everyUntil calls f every d until stop is closed.
+func everyUntil(stop <-chan struct{}, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
 func (p *pathCutter) serveUDP() {
 	buf := make([]byte, 65536)
 	for {
@@ -96,9 +112,7 @@ func (p *pathCutter) back(up *net.UDPConn, from *net.UDPAddr) {
 		if err != nil {
 			return
 		}
-		if !p.cut.Load() {
-			p.udp.WriteToUDP(buf[:n], from)
-		}
+		p.udp.WriteToUDP(buf[:n], from)
 	}
 }
 
@@ -121,8 +135,8 @@ func (p *pathCutter) serveTCP(relayAddr string, wg *sync.WaitGroup) {
 	}
 }
 
-// TestStalledQUICMovesToTCP: UDP starts being dropped under a live QUIC
-// session with batches flowing; the agent notices the unanswered writes,
+// TestStalledQUICMovesToTCP: the agent's UDP starts being dropped under a
+// live QUIC session with batches flowing, while the relay's still arrives; the agent notices the unanswered writes,
 // races a TCP leg and moves to it without its session failing (no idle
 // timeout, no reconnect), and every batch is spooled.
 func TestStalledQUICMovesToTCP(t *testing.T) {
@@ -141,11 +155,17 @@ func TestStalledQUICMovesToTCP(t *testing.T) {
 	})
 	cutter.cutUDP()
 	cut := time.Now()
+	// The relay keeps talking (receipts) and its datagrams still arrive:
+	// packets received are no proof the agent's get through.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { everyUntil(stop, 20*time.Millisecond, func() { relay.deliver(1) }) })
+	defer func() { close(stop); wg.Wait() }()
 	a.add(t, bulk, 5)
 	a.add(t, sec, 2)
 	waitFor(t, "moved to tcp", func() bool { return a.client.Status().Transport == TransportTCP })
 	t.Logf("moved to tcp %s after the cut", time.Since(cut).Round(time.Millisecond))
-	waitFor(t, "all 10 spooled", func() bool { return a.ring.Stats().Spooled == 10 })
+	waitFor(t, "all 10 spooled", func() bool { st := a.ring.Stats(); return st.Spooled+int(st.DeliveredTotal) == 10 })
 	out := logs.String()
 	if !strings.Contains(out, "moved from quic to tcp without reconnecting") {
 		t.Errorf("log does not say the session moved over:\n%s", out)
