@@ -356,3 +356,21 @@ func TestIsolateActions(t *testing.T) {
 		t.Errorf("isolate without an isolator: got ok, want failure")
 	}
 }
+
+// The agent refuses an isolation allow-list that would open the host to the
+// internet, whoever sent it: two /1s are a /0.
+func TestDecodeIsolateRefusesWideAllowList(t *testing.T) {
+	for _, payload := range []string{
+		`{"allow_cidrs":["0.0.0.0/0"]}`,
+		`{"allow_cidrs":["0.0.0.0/1","128.0.0.0/1"]}`,
+		`{"allow_cidrs":["::/1"]}`,
+	} {
+		if _, _, err := DecodeIsolate([]byte(payload)); err == nil || !strings.Contains(err.Error(), "is wider than /") {
+			t.Errorf("DecodeIsolate(%s): got err %v, want a refusal naming the width", payload, err)
+		}
+	}
+	cidrs, _, err := DecodeIsolate([]byte(`{"allow_cidrs":["10.0.0.0/8","2001:db8::/32"]}`))
+	if err != nil || len(cidrs) != 2 {
+		t.Fatalf("DecodeIsolate of /8 and /32: got %v, %v; want both kept", cidrs, err)
+	}
+}

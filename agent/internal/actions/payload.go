@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/gatehouse/gatehouse/internal/allowlist"
 )
 
 // Action types, as cloud/internal/store names them.
@@ -92,6 +94,9 @@ func DecodeIsolate(b []byte) (cidrs []netip.Prefix, names []string, err error) {
 	for _, c := range p.AllowCIDRs {
 		pf, err := netip.ParsePrefix(c)
 		if err != nil {
+			return nil, nil, fmt.Errorf("%w: allow_cidrs: %v", ErrPayload, err)
+		}
+		if err := allowlist.CheckPrefix(pf.Masked()); err != nil {
 			return nil, nil, fmt.Errorf("%w: allow_cidrs: %v", ErrPayload, err)
 		}
 		cidrs = append(cidrs, pf.Masked())

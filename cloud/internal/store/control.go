@@ -9,6 +9,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/miekg/dns"
+
+	"github.com/gatehouse/gatehouse/internal/allowlist"
 )
 
 // Control state is what a relay's control poll answers: the tenant's keys,
@@ -227,6 +229,9 @@ func canonicalAllowList(cidrs, names []string) (AllowList, error) {
 		p, err := parsePrefix(c)
 		if err != nil {
 			return AllowList{}, err
+		}
+		if err := allowlist.CheckPrefix(p); err != nil {
+			return AllowList{}, fmt.Errorf("%w: allow-list cidr: %v", ErrInvalid, err)
 		}
 		al.CIDRs = append(al.CIDRs, p.String())
 	}
