@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/internal/testkit"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 )
@@ -64,7 +65,7 @@ func TestAckedUploadSurvivesKill9(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	var addr []byte
-	waitFor(t, "child address", func() bool {
+	testkit.WaitFor(t, "child address", func() bool {
 		addr, err = os.ReadFile(filepath.Join(dir, "addr"))
 		return err == nil
 	})

@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/cloud/internal/adminserver"
 	"github.com/gatehouse/gatehouse/cloud/internal/relayapi"
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
@@ -32,7 +34,7 @@ import (
 // Deps are the server's injected dependencies.
 type Deps struct {
 	Logger *slog.Logger
-	Clock  Clock // default: the real clock
+	Clock  clockwork.Clock // default: the real clock
 }
 
 // Server is a running-to-be cloud tier. New opens the store and binds both
@@ -40,7 +42,7 @@ type Deps struct {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	clock Clock
+	clock clockwork.Clock
 
 	store       *store.Store
 	api         *relayapi.API
@@ -65,7 +67,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.Clock == nil {
-		deps.Clock = realClock{}
+		deps.Clock = clockwork.NewRealClock()
 	}
 	s := &Server{cfg: cfg, log: deps.Logger, clock: deps.Clock}
 	// open's error must not reach a deferred cleanup through a named result:

@@ -12,58 +12,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/cloud/adminapi"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	"github.com/gatehouse/gatehouse/internal/testkit"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 )
 
-// fakeClock: Now is settable; After channels fire when Advance passes them.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []waiter
-}
-
-type waiter struct {
-	at time.Time
-	c  chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
-	return ch
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !w.at.After(c.now) {
-			w.c <- c.now
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
-
 // startServer runs a real server on :0 ports until the test ends.
-func startServer(t *testing.T, clk Clock) *Server {
+func startServer(t *testing.T, clk clockwork.Clock) *Server {
 	t.Helper()
 	cfg := Default()
 	cfg.DataDir = t.TempDir()
@@ -87,7 +51,7 @@ func startServer(t *testing.T, clk Clock) *Server {
 		}
 		s.Close()
 	})
-	waitFor(t, "readyz", func() bool {
+	testkit.WaitFor(t, "readyz", func() bool {
 		resp, err := http.Get("http://" + s.AdminAddr() + "/readyz")
 		if err != nil {
 			return false
@@ -96,17 +60,6 @@ func startServer(t *testing.T, clk Clock) *Server {
 		return resp.StatusCode == 200
 	})
 	return s
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // relayClient calls the relay API over HTTPS, pinning the cloud's key from
@@ -289,7 +242,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestSuccessorJob(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := startServer(t, clk)
 	ctx := context.Background()
 	admin := adminapi.NewClient("http://"+s.AdminAddr(), s.AdminToken())
@@ -301,10 +254,12 @@ func TestSuccessorJob(t *testing.T) {
 	}
 	// Jump to 29 days before expiry once the job waits on the clock; its
 	// next hourly run must make a successor.
-	waitFor(t, "job waits", func() bool { clk.mu.Lock(); defer clk.mu.Unlock(); return len(clk.waiters) == 1 })
+	if err := clk.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	clk.Advance(k.ExpiresAt.Sub(clk.Now()) - 29*24*time.Hour)
 	var keys []adminapi.RegistrationKey
-	waitFor(t, "successor key", func() bool {
+	testkit.WaitFor(t, "successor key", func() bool {
 		keys, _ = admin.ListRegistrationKeys(ctx, tn.ID)
 		return len(keys) == 2
 	})
@@ -321,7 +276,9 @@ func TestSuccessorJob(t *testing.T) {
 	for range 3 {
 		clk.Advance(time.Hour)
 	}
-	waitFor(t, "job runs", func() bool { clk.mu.Lock(); defer clk.mu.Unlock(); return len(clk.waiters) == 1 })
+	if err := clk.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
 	if keys, _ = admin.ListRegistrationKeys(ctx, tn.ID); len(keys) != 2 {
 		t.Fatalf("got %d keys, want 2", len(keys))
 	}
