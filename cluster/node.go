@@ -147,15 +147,20 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store %s: %w", raftDir, err)
 	}
-	ln, err := net.Listen("tcp", n.cfg.Bind)
+	bind, advertise := n.cfg.Bind, n.cfg.Advertise
+	if Solo(n.cfg.DataDir) {
+		// A cluster of one has no peer to talk to: no port for the network.
+		bind, advertise = "127.0.0.1:0", ""
+	}
+	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return fmt.Errorf("listen cluster port %s: %w", n.cfg.Bind, err)
+		return fmt.Errorf("listen cluster port %s: %w", bind, err)
 	}
 	adv := ln.Addr()
-	if n.cfg.Advertise != "" {
-		if adv, err = net.ResolveTCPAddr("tcp", n.cfg.Advertise); err != nil {
+	if advertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", advertise); err != nil {
 			ln.Close()
-			return fmt.Errorf("cluster advertise %s: %w", n.cfg.Advertise, err)
+			return fmt.Errorf("cluster advertise %s: %w", advertise, err)
 		}
 	}
 	sl := &streamLayer{
@@ -214,7 +219,11 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); sl.serve() }()
 	go func() { defer wg.Done(); n.announce(runCtx) }()
 	close(n.started)
-	n.log.Info("cluster node running", "addr", adv.String())
+	if Solo(n.cfg.DataDir) {
+		n.log.Info("cluster of one running (cluster port on loopback only; `gatehouse-relay cluster init` or `join` makes it a site cluster)", "addr", adv.String())
+	} else {
+		n.log.Info("cluster node running", "addr", adv.String())
+	}
 
 	select {
 	case <-ctx.Done():
@@ -259,6 +268,13 @@ func (n *Node) announce(ctx context.Context) {
 			}
 			n.log.Info("cluster join: added as voter", "via", addr)
 		}
+		if _, leader := n.r().LeaderWithID(); leader == "" {
+			continue // the leader, if it is this node, may have to fix its address first
+		}
+		if err := n.fixOwnAddress(); err != nil {
+			n.log.Debug("cluster: own address not updated yet", "err", err)
+			continue
+		}
 		want := &clusterv1.Member{NodeId: n.cfg.NodeID, RaftAddr: n.Addr(), AgentAddr: n.cfg.AgentAddr, Name: n.cfg.Name, AgentFingerprint: n.cfg.AgentFingerprint}
 		if m := n.findMember(n.cfg.NodeID); m != nil && proto.Equal(m, want) {
 			return
@@ -271,6 +287,29 @@ func (n *Node) announce(ctx context.Context) {
 		}
 		n.log.Debug("cluster: membership info not recorded yet", "err", err)
 	}
+}
+
+// fixOwnAddress makes the leader's own entry in the Raft configuration its
+// current address: a cluster of one binds a loopback port that changes at
+// every start, and keeps the last one when `cluster init` opens it to peers,
+// which would then dial the stale address.
+func (n *Node) fixOwnAddress() error {
+	r := n.r()
+	if r == nil || r.State() != raft.Leader {
+		return nil
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	self, addr := raft.ServerID(n.cfg.NodeID), raft.ServerAddress(n.Addr())
+	for _, s := range f.Configuration().Servers {
+		if s.ID == self && s.Address != addr && s.Suffrage == raft.Voter {
+			n.log.Info("cluster: recording this node's new address", "was", string(s.Address), "now", string(addr))
+			return r.AddVoter(self, addr, 0, n.cfg.ApplyTimeout).Error()
+		}
+	}
+	return nil
 }
 
 func (n *Node) findMember(id string) *clusterv1.Member {

@@ -31,6 +31,10 @@ const (
 	identityDir   = "identity"
 	bootstrapFile = "bootstrap"
 	joinFile      = "join-addr"
+	// soloFile marks a cluster of one made by the relay itself at its first
+	// start (InitSolo): its cluster port stays on loopback, and `cluster
+	// init` or `join` may turn it into a site cluster.
+	soloFile = "solo"
 )
 
 const (
@@ -86,11 +90,46 @@ func (p *pki) checkSecret(secret string) bool {
 
 // Init makes a new site: a CA (Ed25519), this node's certificate, a join
 // token, and a marker telling Run to bootstrap a single-node cluster. It
-// returns the join token. It refuses a data dir that already has a CA.
+// returns the join token. On a cluster of one made by InitSolo it keeps the
+// state and opens the cluster port to other relays at the next start; it
+// refuses a data dir that already belongs to a site cluster.
 func Init(dataDir, nodeID string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, caCertFile)); err == nil {
-		return "", fmt.Errorf("cluster init %s: already initialized", dataDir)
+		if !Solo(dataDir) {
+			return "", fmt.Errorf("cluster init %s: already initialized (`gatehouse-relay cluster status` on a member prints the join token)", dataDir)
+		}
+		p, err := loadPKI(dataDir)
+		if err != nil {
+			return "", err
+		}
+		if err := os.Remove(filepath.Join(dataDir, soloFile)); err != nil {
+			return "", fmt.Errorf("cluster init: %w", err)
+		}
+		return p.token, nil
 	}
+	return initSite(dataDir, nodeID)
+}
+
+// InitSolo makes a cluster of one for a relay started without `cluster
+// init` or `join`, so that a lone relay serves from replicated state like a
+// member of a site cluster does.
+func InitSolo(dataDir, nodeID string) error {
+	if _, err := initSite(dataDir, nodeID); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dataDir, soloFile), []byte(nodeID+"\n"), 0o600); err != nil {
+		return fmt.Errorf("cluster of one: %w", err)
+	}
+	return nil
+}
+
+// Solo reports whether dataDir holds a cluster of one made by InitSolo.
+func Solo(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, soloFile))
+	return err == nil
+}
+
+func initSite(dataDir, nodeID string) (string, error) {
 	id, err := identity.LoadOrCreate(filepath.Join(dataDir, identityDir))
 	if err != nil {
 		return "", err

@@ -186,7 +186,8 @@ func Enroll(ctx context.Context, dataDir, nodeID, addr, token string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(dataDir, caCertFile)); err == nil {
+	solo := Solo(dataDir)
+	if _, err := os.Stat(filepath.Join(dataDir, caCertFile)); err == nil && !solo {
 		return fmt.Errorf("cluster join %s: data dir %s already belongs to a cluster", addr, dataDir)
 	}
 	id, err := identity.LoadOrCreate(filepath.Join(dataDir, identityDir))
@@ -220,8 +221,31 @@ func Enroll(ctx context.Context, dataDir, nodeID, addr, token string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("cluster join: %w", err)
 	}
+	if solo {
+		if err := setSoloAside(dataDir); err != nil {
+			return fmt.Errorf("cluster join: %w", err)
+		}
+	}
 	if err := atomicfile.Write(filepath.Join(dataDir, joinFile), []byte(addr+"\n"), 0o600); err != nil {
 		return fmt.Errorf("cluster join: %w", err)
 	}
 	return writeCredentials(dataDir, res.CaCertDer, res.CaKeyDer, res.NodeCertDer, res.Token)
+}
+
+// setSoloAside moves a cluster of one's state out of the way of the site
+// cluster being joined (the node key stays: the site CA has just certified
+// it). What it held (agents registered through this relay) the joined
+// cluster learns again: agents register again by themselves.
+func setSoloAside(dataDir string) error {
+	aside := filepath.Join(dataDir, fmt.Sprintf("solo-before-join-%d", time.Now().Unix()))
+	if err := os.MkdirAll(aside, 0o700); err != nil {
+		return err
+	}
+	for _, name := range []string{"raft", "tls", bootstrapFile, soloFile} {
+		err := os.Rename(filepath.Join(dataDir, name), filepath.Join(aside, name))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
