@@ -40,10 +40,11 @@ func (n *Node) DeregisterAgent(ctx context.Context, agentID string) (uint64, err
 	return n.Apply(ctx, Command{Type: CmdDeregisterAgent, Body: &clusterv1.AgentRef{AgentId: agentID}})
 }
 
-// SetRegistrationKeys replaces the key hashes wholesale with a cloud poll's
-// answer; an answer older than the stored version is ignored.
-func (n *Node) SetRegistrationKeys(ctx context.Context, version uint64, keys []*cloudv1.RegistrationKeyHash) (uint64, error) {
-	return n.Apply(ctx, Command{Type: CmdSetRegistrationKeys, Body: &clusterv1.RegistrationKeys{Version: version, Keys: keys}})
+// SetRegistrationKeys replaces the key hashes and group policy tiers
+// wholesale with a cloud poll's answer; an answer older than the stored
+// version is ignored.
+func (n *Node) SetRegistrationKeys(ctx context.Context, version uint64, keys []*cloudv1.RegistrationKeyHash, policies []*cloudv1.GroupPolicy) (uint64, error) {
+	return n.Apply(ctx, Command{Type: CmdSetRegistrationKeys, Body: &clusterv1.RegistrationKeys{Version: version, Keys: keys, GroupPolicies: policies}})
 }
 
 // SetIsolation records whether an agent must be isolated.

@@ -159,7 +159,7 @@ func (f *fsm) applyReconcileAgent(b []byte) (Kinds, error) {
 		return 0, fmt.Errorf("agent %s: %w", r.AgentId, ErrNotFound)
 	}
 	c := clone(a)
-	c.PendingReconcile = false
+	c.PendingReconcile, c.PendingRequest = false, nil
 	f.store.st.agents[r.AgentId] = c
 	return KindAgents, nil
 }

@@ -341,3 +341,9 @@ func (n *Node) setPartitioned(on bool) {
 		sl.setPartitioned(on)
 	}
 }
+
+// IsLeader reports whether this node leads the cluster now.
+func (n *Node) IsLeader() bool {
+	r := n.r()
+	return r != nil && r.State() == raft.Leader
+}

@@ -121,6 +121,19 @@ func (s *Store) RegistrationKeys() *clusterv1.RegistrationKeys {
 	return clone(s.st.keys)
 }
 
+// GroupTier is the policy tier of groupID from the last control poll, ""
+// when unknown. Heartbeats ask it, so it copies nothing.
+func (s *Store) GroupTier(groupID string) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, p := range s.st.keys.GetGroupPolicies() {
+		if p.GetGroupId() == groupID {
+			return p.GetTier()
+		}
+	}
+	return ""
+}
+
 // Isolation returns an agent's isolation intent (not isolated when unknown).
 func (s *Store) Isolation(agentID string) *clusterv1.IsolationIntent {
 	s.mu.RLock()

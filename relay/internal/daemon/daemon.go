@@ -1,5 +1,6 @@
-// Package daemon wires the relay: config, identity, spool, ingress, uplink
-// and the admin HTTP server (metrics, health, /v1/status).
+// Package daemon composes the relay from its components and starts them;
+// it holds no state of its own. docs/architecture.md names each component
+// and the one way commands, DNS overrides and batches pass through them.
 package daemon
 
 import (
@@ -10,66 +11,69 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
-	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/adminhttp"
 	"github.com/gatehouse/gatehouse/internal/dirlock"
 	"github.com/gatehouse/gatehouse/internal/identity"
-	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
+	"github.com/gatehouse/gatehouse/relay/internal/dispatch"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
+	"github.com/gatehouse/gatehouse/relay/internal/enrollment"
 	"github.com/gatehouse/gatehouse/relay/internal/ingress"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 	"github.com/gatehouse/gatehouse/relay/internal/uplink"
 )
 
 // Daemon is a whole relay. New opens and binds everything; Run serves.
 type Daemon struct {
-	cfg    config.Config
-	log    *slog.Logger
-	spool  *spool.Spool
-	client *cloudclient.Client
-	in     *ingress.Server
-	up     *uplink.Uplink
-	admin  *adminhttp.Server
-	node   *cluster.Node     // nil unless this relay is in a cluster
-	dns    *dnsserver.Server // nil unless dns.enabled
+	cfg config.Config
+	log *slog.Logger
 
-	lastControl atomic.Pointer[cloudv1.ControlPollResponse] // the last poll: a relay alone serves DNS and commands from it
-	pusher      commandPusher
-	ctx         context.Context // Run's, for work started by callbacks
-	wg          sync.WaitGroup  // that work
-	dnsChanged  chan struct{}
+	enrolled *enrollment.State   // who the relay is at the cloud
+	spool    *spool.Spool        // batches and receipts
+	client   *cloudclient.Client // the cloud's relay API
+	node     *cluster.Node       // the site's Raft member (a cluster of one when alone)
+	site     *sitestate.State    // registry and control state, in the node
+	results  *dispatch.Results   // agents' action results → cloud
+	in       *ingress.Server     // agents
+	pusher   *dispatch.Pusher    // site state → connected agents
+	up       *uplink.Uplink      // spool → cloud, cloud's control → site state
+	dns      *dnsserver.Server   // nil unless dns.enabled
+	dnsSync  *dispatch.DNS       // site state → dns
+	admin    *adminhttp.Server   // metrics, health, status, cluster commands
 
-	lock *dirlock.Lock // data_dir, held from New to Close
-	once sync.Once
+	lock    *dirlock.Lock // data_dir, held from New to Close
+	closers []func() error
+	once    sync.Once
 }
 
-// New opens the spool, binds the agent and admin listeners and prepares the
-// uplink. It starts no goroutine. cfg must be validated.
-func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
+// New opens the spool and the cluster node's credentials, binds the agent,
+// admin and DNS listeners and builds every component. It starts no
+// goroutine; on failure it closes what it opened. cfg must be validated.
+func New(cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	lock, err := dirlock.Acquire(cfg.DataDir, "gatehouse-relay")
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, dnsChanged: make(chan struct{}, 1), lock: lock}
-	// Release what the steps below do not close themselves on failure.
-	opened := false
+	d := &Daemon{cfg: cfg, log: log, lock: lock}
 	defer func() {
-		if !opened {
-			if d.admin != nil {
-				d.admin.Close()
-			}
-			lock.Release()
+		if err != nil {
+			d.closeOpened()
 		}
 	}()
-	if e, err := cloudclient.LoadEnrollment(cfg.DataDir); err != nil {
+	if d.enrolled, err = enrollment.Load(cfg.DataDir); err != nil {
 		return nil, err
-	} else if e == nil && cfg.Cloud.EnrollmentToken == "" {
+	}
+	if d.enrolled.Current() == nil && cfg.Cloud.EnrollmentToken == "" {
 		return nil, fmt.Errorf("relay not enrolled (%s absent): set cloud.enrollment_token", filepath.Join(cfg.DataDir, cloudclient.EnrollmentFile))
 	}
 	// The relay's key: agents pin it, and enrollment proves it.
@@ -77,99 +81,103 @@ func New(cfg config.Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.admin, err = adminhttp.New(cfg.AdminListen, d.ready)
-	if err != nil {
+	if d.admin, err = adminhttp.New(cfg.AdminListen, d.ready); err != nil {
 		return nil, err
 	}
+	d.opened(d.admin.Close)
 	reg := d.admin.Registry
-	d.spool, err = spool.Open(spool.Options{
+
+	if d.spool, err = spool.Open(spool.Options{
 		Dir: filepath.Join(cfg.DataDir, "spool"), MaxBytes: cfg.Spool.MaxBytes, MinFreeBytes: cfg.Spool.MinFreeBytes,
 		Logger: log.With("component", "spool"), Registerer: reg,
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, err
 	}
-	d.client, err = cloudclient.New(cloudclient.Options{
+	d.opened(d.spool.Close)
+	if d.client, err = cloudclient.New(cloudclient.Options{
 		URL: cfg.Cloud.URL, CAFile: cfg.Cloud.CAFile, Fingerprint: cfg.Cloud.Fingerprint, Timeout: cfg.Uplink.RequestTimeout,
-		ConnectTimeout: cfg.Uplink.ConnectTimeout,
-		Proxy:          cfg.Cloud.Proxy, Registerer: reg,
-	})
-	if err != nil {
-		d.spool.Close()
+		ConnectTimeout: cfg.Uplink.ConnectTimeout, Proxy: cfg.Cloud.Proxy, Registerer: reg,
+	}); err != nil {
 		return nil, err
 	}
+	d.opened(func() error { d.client.Close(); return nil })
+
+	// Every relay is a cluster member: alone, a cluster of one.
+	if !cluster.Initialized(cfg.Cluster.DataDir) {
+		if err := cluster.InitSolo(cfg.Cluster.DataDir, cfg.Cluster.NodeID); err != nil {
+			return nil, fmt.Errorf("make this relay a cluster of one: %w", err)
+		}
+	}
+	ccfg := cfg.Cluster
+	ccfg.AgentFingerprint = id.Fingerprint()
+	if d.node, err = cluster.New(ccfg, cluster.Deps{Logger: log.With("component", "cluster"), Registry: reg}); err != nil {
+		return nil, err
+	}
+	d.opened(d.node.Close)
+	d.site = sitestate.New(ccfg.ApplyTimeout, sitestate.Deps{Node: d.node, Identity: d.enrolled, Logger: log})
+	d.results = dispatch.NewResults(d.site, d.client, log, nil)
+
+	if d.in, err = ingress.New(ingress.Options{
+		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
+		HeartbeatInterval: cfg.HeartbeatInterval, RetryAfter: cfg.Spool.RetryAfter, Logger: log, Registerer: reg,
+	}, ingress.Deps{
+		Store: d.spool, Site: d.site, Identity: d.enrolled, Cloud: enrolledRegistrar{d.enrolled, d.client}, Results: d.results,
+	}); err != nil {
+		return nil, err
+	}
+	d.opened(d.in.Close)
+	d.pusher = dispatch.NewPusher(d.site, d.in, nil)
+
+	if cfg.DNS.Enabled {
+		if d.dns, err = dnsserver.New(cfg.DNS.Config, dnsserver.Deps{Logger: log.With("component", "dns"), Registerer: reg}); err != nil {
+			return nil, err
+		}
+		d.opened(d.dns.Close)
+		d.dnsSync = dispatch.NewDNS(dispatch.DNSConfig{Overrides: cfg.DNS.Overrides, StrictIsolation: cfg.DNS.StrictIsolation},
+			d.site, d.dns, d.in, log.With("component", "dns"))
+	}
+
 	d.up = uplink.New(uplink.Options{
-		Spool: d.spool, Client: d.client, DataDir: cfg.DataDir, EnrollmentToken: cfg.Cloud.EnrollmentToken, Key: id.Private, Name: cfg.Name,
+		DataDir: cfg.DataDir, EnrollmentToken: cfg.Cloud.EnrollmentToken, Key: id.Private, Name: cfg.Name,
 		MaxUploadBytes: cfg.Uplink.MaxUploadBytes, MaxUploadAge: cfg.Uplink.MaxUploadAge,
 		MinBackoff: cfg.Uplink.MinBackoff, MaxBackoff: cfg.Uplink.MaxBackoff,
-		PollWait:  min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
-		Delivered: func(agent string, seqs []uint64) { d.in.Delivered(agent, seqs) },
-		Control:   d.applyControl,
-		Reconciled: func(ctx context.Context, agentID string) {
-			if d.node == nil {
-				return
-			}
-			if _, err := d.node.ReconcileAgent(ctx, agentID); err != nil {
-				d.log.Warn("clear pending registration in the cluster", "agent_id", agentID, "err", err)
-			}
-		},
-		Logger: log, Registerer: reg,
-	})
-	var store ingress.Store = d.spool
-	var pins func() []*agentv1.RelayPin
-	if cluster.Initialized(cfg.Cluster.DataDir) {
-		ccfg := cfg.Cluster
-		ccfg.AgentFingerprint = id.Fingerprint()
-		d.node, err = cluster.New(ccfg, cluster.Deps{Logger: log.With("component", "cluster"), Registry: reg})
-		if err != nil {
-			d.spool.Close()
-			return nil, err
-		}
-		store = clusterStore{Spool: d.spool, node: d.node, timeout: ccfg.ApplyTimeout}
-		pins = sitePins(d.node)
-	}
-	d.in, err = ingress.New(ingress.Options{
-		SitePins: pins,
-		Commands: d.agentCommands, CommandResult: d.commandResult,
-		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
-		Store: store, Cloud: d.registrar(),
-		RelayID: func() string {
-			if e := d.up.Enrollment(); e != nil {
-				return e.RelayId
-			}
-			return ""
-		},
-		TenantID: func() string {
-			if e := d.up.Enrollment(); e != nil {
-				return e.TenantId
-			}
-			return ""
-		},
-		HeartbeatInterval: cfg.HeartbeatInterval, RetryAfter: cfg.Spool.RetryAfter,
-		PolicyTier: d.up.PolicyTier, Logger: log, Registerer: reg,
-	})
-	if err != nil {
-		d.spool.Close()
-		return nil, err
-	}
-	if cfg.DNS.Enabled {
-		d.dns, err = dnsserver.New(cfg.DNS.Config, dnsserver.Deps{Logger: log.With("component", "dns"), Registerer: reg})
-		if err != nil {
-			d.in.Close()
-			d.spool.Close()
-			return nil, err
-		}
-	}
+		PollWait: min(25*cfg.Uplink.RequestTimeout/30, cfg.Uplink.RequestTimeout),
+		Logger:   log, Registerer: reg,
+	}, uplink.Deps{Spool: d.spool, Client: d.client, Site: d.site, Receipts: d.in, Enrolled: d.enrolled})
+
 	d.admin.Mux.HandleFunc("GET /v1/status", d.status)
 	d.clusterRoutes()
 	d.healthChecks()
-	opened = true
 	return d, nil
 }
 
-// registrar hands ingress the cloud client once the relay is enrolled;
-// before that, registrations take the offline path.
-func (d *Daemon) registrar() ingress.Registrar { return enrolledRegistrar{d} }
+// opened records what Close (or a failing New) must close, in reverse.
+func (d *Daemon) opened(closeFn func() error) { d.closers = append(d.closers, closeFn) }
+
+func (d *Daemon) closeOpened() error {
+	var errs []error
+	for _, c := range slices.Backward(d.closers) {
+		errs = append(errs, c())
+	}
+	d.lock.Release()
+	return errors.Join(errs...)
+}
+
+// enrolledRegistrar calls the cloud only once the relay has credentials;
+// before that it reports the cloud unreachable, so ingress registers offline.
+type enrolledRegistrar struct {
+	enrolled *enrollment.State
+	client   *cloudclient.Client
+}
+
+var errNotEnrolled = errors.New("relay not enrolled yet")
+
+func (r enrolledRegistrar) Register(ctx context.Context, req *cloudv1.RegisterAgentRequest) (*cloudv1.RegisterAgentResponse, error) {
+	if r.enrolled.Current() == nil {
+		return nil, errNotEnrolled
+	}
+	return r.client.Register(ctx, req)
+}
 
 // AgentAddr is the bound QUIC (UDP) address; TLS over TCP listens on the
 // same port number (AgentTCPAddr).
@@ -185,69 +193,95 @@ func (d *Daemon) AdminAddr() string { return d.admin.Addr() }
 func (d *Daemon) Fingerprint() string { return d.in.Fingerprint() }
 
 // Run serves until ctx ends or a component fails, then stops everything,
-// waits for it and closes the spool.
+// waits for it and closes what New opened.
 func (d *Daemon) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	d.ctx = ctx
-	var wg sync.WaitGroup
-	errc := make(chan error, 8)
-	run := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
 	// The spool committer outlives ingress so in-flight appends are answered.
 	spoolCtx, stopSpool := context.WithCancel(context.Background())
 	spoolDone := make(chan struct{})
 	go func() { defer close(spoolDone); d.spool.Run(spoolCtx) }()
-	if d.node != nil {
-		run("cluster", d.node.Run)
-		run("command push", d.runCommandPush)
+
+	g, gctx := errgroup.WithContext(ctx)
+	run := func(name string, f func(context.Context) error) {
+		g.Go(func() error {
+			if err := f(gctx); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			return nil
+		})
 	}
-	if d.dns != nil {
-		run("dns", d.dns.Run)
-		run("dns sync", d.runDNSSync)
-	}
-	run("ingress", d.in.Run)
-	run("uplink", d.up.Run)
+	run("cluster", d.node.Run)
 	run("admin", d.admin.Run)
-	d.log.Info("relay running", "name", d.cfg.Name, "listen_udp", d.AgentAddr(), "listen_tcp", d.AgentTCPAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
-	<-ctx.Done()
-	wg.Wait()
-	d.wg.Wait()
+	run("action results", d.results.Run)
+	run("agents", func(ctx context.Context) error {
+		// A data directory from before every relay was a cluster member
+		// keeps its agents in the spool: move them before admitting any.
+		if err := d.importLegacyRegistry(ctx); err != nil {
+			return err
+		}
+		g.Go(func() error { return wrap("ingress", d.in.Run(ctx)) })
+		g.Go(func() error { return wrap("command push", d.pusher.Run(ctx)) })
+		g.Go(func() error { return wrap("uplink", d.up.Run(ctx)) })
+		if d.dns != nil {
+			g.Go(func() error { return wrap("dns", d.dns.Run(ctx)) })
+			g.Go(func() error { return wrap("dns sync", d.dnsSync.Run(ctx)) })
+		}
+		d.log.Info("relay running", "name", d.cfg.Name, "listen_udp", d.AgentAddr(), "listen_tcp", d.AgentTCPAddr(), "admin", d.AdminAddr(), "fingerprint", d.Fingerprint())
+		return nil
+	})
+	err := g.Wait()
 	stopSpool()
 	<-spoolDone
-	d.Close()
-	close(errc)
-	var errs []error
-	for err := range errc {
-		errs = append(errs, err)
+	if cerr := d.Close(); err == nil {
+		err = cerr
 	}
 	d.log.Info("relay stopped")
-	return errors.Join(errs...)
+	return err
+}
+
+func wrap(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// importLegacyRegistry moves the agent registry an old spool held into the
+// site state, retrying while the cluster cannot take writes.
+func (d *Daemon) importLegacyRegistry(ctx context.Context) error {
+	legacy, err := d.spool.LegacyRegistry()
+	if err != nil {
+		return err
+	}
+	if legacy.Empty() {
+		return nil
+	}
+	select {
+	case <-d.node.Started():
+	case <-ctx.Done():
+		return nil
+	}
+	for {
+		n, err := d.site.ImportLegacy(ctx, legacy)
+		if err == nil {
+			if err := d.spool.DropLegacyRegistry(); err != nil {
+				return err
+			}
+			d.log.Info("moved the spool's agent registry into the site state", "agents", n)
+			return nil
+		}
+		d.log.Warn("spool's agent registry (from an earlier release) not moved into the site state yet; agents are admitted once it is", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Close releases what New opened. Idempotent; Run calls it.
 func (d *Daemon) Close() error {
 	var err error
-	d.once.Do(func() {
-		d.in.Close()
-		if d.node != nil {
-			d.node.Close()
-		}
-		if d.dns != nil {
-			d.dns.Close()
-		}
-		d.client.Close()
-		err = d.spool.Close()
-		d.lock.Release()
-	})
+	d.once.Do(func() { err = d.closeOpened() })
 	return err
 }
 
@@ -255,12 +289,10 @@ func (d *Daemon) ready() error {
 	if d.in == nil || d.spool == nil {
 		return errors.New("starting")
 	}
-	if d.node != nil {
-		select {
-		case <-d.node.Started():
-		default:
-			return errors.New("cluster node starting")
-		}
+	select {
+	case <-d.node.Started():
+	default:
+		return errors.New("cluster node starting")
 	}
 	return d.spoolReady()
 }
@@ -345,13 +377,9 @@ func (d *Daemon) status(w http.ResponseWriter, _ *http.Request) {
 		Spool:  spoolStatus(d.spool),
 		Uplink: d.up.Status(), ReceiptsPending: st.Receipts,
 	}
-	if e := d.up.Enrollment(); e != nil {
-		s.RelayID = e.RelayId
-	}
-	if d.node != nil {
-		if cs, err := d.node.Status(); err == nil {
-			s.Cluster = &ClusterBrief{NodeID: cs.NodeID, State: cs.State, LeaderID: cs.LeaderID, Members: len(cs.Members)}
-		}
+	s.RelayID = d.enrolled.RelayID()
+	if cs, err := d.node.Status(); err == nil {
+		s.Cluster = &ClusterBrief{NodeID: cs.NodeID, State: cs.State, LeaderID: cs.LeaderID, Members: len(cs.Members)}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(s)

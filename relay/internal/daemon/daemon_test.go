@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,9 +26,23 @@ import (
 )
 
 // cloudStub accepts everything the relay sends.
-func cloudStub(t *testing.T) *httptest.Server {
+func cloudStub(t *testing.T) *httptest.Server { return cloudStubWith(t, stubOptions{}) }
+
+// stubOptions change what cloudStub answers.
+type stubOptions struct {
+	// poll is the control state answered; nil: version 1 and nothing else.
+	poll *cloudv1.ControlPollResponse
+	// down, while true, makes every call fail as an overloaded cloud does.
+	down *atomic.Bool
+}
+
+func cloudStubWith(t *testing.T, opt stubOptions) *httptest.Server {
 	var mu sync.Mutex
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opt.down != nil && opt.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		var m proto.Message
 		switch r.URL.Path {
@@ -49,6 +64,9 @@ func cloudStub(t *testing.T) *httptest.Server {
 			case <-time.After(50 * time.Millisecond):
 			}
 			m = &cloudv1.ControlPollResponse{Version: 1}
+			if opt.poll != nil {
+				m = opt.poll
+			}
 		case "/v1/ingest/upload":
 			dec, _ := zstd.NewReader(nil)
 			raw, _ := dec.DecodeAll(body, nil)

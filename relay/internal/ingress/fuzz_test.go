@@ -12,18 +12,20 @@ import (
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
-// memStore is an in-memory Store for fuzzing the protocol without Badger.
+// memStore is an in-memory Store and Site for fuzzing the protocol
+// without Badger and Raft (thousands of runs a second).
 type memStore struct {
 	mu     sync.Mutex
 	seen   map[uint64]bool
-	agents map[string]spool.AgentRecord
+	agents map[string]sitestate.AgentRecord
 }
 
 func newMemStore() *memStore {
-	return &memStore{seen: map[uint64]bool{}, agents: map[string]spool.AgentRecord{fuzzAgent: {AgentID: fuzzAgent}}}
+	return &memStore{seen: map[uint64]bool{}, agents: map[string]sitestate.AgentRecord{fuzzAgent: {AgentID: fuzzAgent}}}
 }
 
 func (m *memStore) Submit(_ context.Context, b *agentv1.EventBatch) (func(context.Context) (spool.Result, error), error) {
@@ -37,34 +39,35 @@ func (m *memStore) Submit(_ context.Context, b *agentv1.EventBatch) (func(contex
 	return func(context.Context) (spool.Result, error) { return res, nil }, nil
 }
 
-func (m *memStore) Agent(id string) (spool.AgentRecord, error) {
+func (m *memStore) Agent(id string) (sitestate.AgentRecord, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if r, ok := m.agents[id]; ok {
 		return r, nil
 	}
-	return spool.AgentRecord{}, spool.ErrNotFound
+	return sitestate.AgentRecord{}, sitestate.ErrNotFound
 }
 
-func (m *memStore) PutAgent(rec spool.AgentRecord, _ *cloudv1.RegisterAgentRequest) error {
+func (m *memStore) PutAgent(rec sitestate.AgentRecord, _ *cloudv1.RegisterAgentRequest) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.agents[rec.AgentID] = rec
 	return nil
 }
 
-func (m *memStore) KeyHashes() (*cloudv1.ControlPollResponse, error) {
-	return &cloudv1.ControlPollResponse{}, nil
-}
-func (m *memStore) PendingReceipts(string) ([]uint64, error) { return nil, nil }
-func (m *memStore) AckReceipts(string, []uint64) error       { return nil }
+func (m *memStore) RegistrationKeys() (uint64, []*cloudv1.RegistrationKeyHash) { return 0, nil }
+func (m *memStore) GroupTier(string) string                                    { return "" }
+func (m *memStore) Commands(string) []*agentv1.Command                         { return nil }
+func (m *memStore) SitePins() []*agentv1.RelayPin                              { return nil }
+func (m *memStore) PendingReceipts(string) ([]uint64, error)                   { return nil, nil }
+func (m *memStore) AckReceipts(string, []uint64) error                         { return nil }
 
 const fuzzAgent = "fuzz-agent"
 
 func fuzzHandler() *handler {
+	ms := newMemStore()
 	return &handler{
-		store: newMemStore(), m: newMetrics(nil), log: quiet(), now: time.Now,
-		relayID: func() string { return "r" }, tenantID: func() string { return "" },
+		store: ms, site: ms, id: noIdentity{}, m: newMetrics(nil), log: quiet(), now: time.Now,
 		heartbeat: time.Minute, retryAfter: time.Second, maxInflight: 4, regTimeout: time.Second,
 	}
 }

@@ -22,6 +22,8 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate/sitestatetest"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
@@ -48,8 +50,14 @@ func (f *fakeCloud) Register(_ context.Context, req *cloudv1.RegisterAgentReques
 type relay struct {
 	srv   *Server
 	spool *spool.Spool
+	site  *sitestate.State
 	dir   string
 }
+
+type testIdentity struct{}
+
+func (testIdentity) RelayID() string  { return "relay-1" }
+func (testIdentity) TenantID() string { return "t1" }
 
 func startRelay(t *testing.T, cloud Registrar) *relay {
 	t.Helper()
@@ -58,11 +66,9 @@ func startRelay(t *testing.T, cloud Registrar) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{
-		Listen: "127.0.0.1:0", DataDir: dir, Name: "relay-test", Store: sp, Cloud: cloud,
-		RelayID: func() string { return "relay-1" }, TenantID: func() string { return "t1" },
-		Logger: quiet(),
-	})
+	site := sitestatetest.New(t, testIdentity{})
+	srv, err := New(Options{Listen: "127.0.0.1:0", DataDir: dir, Name: "relay-test", Logger: quiet()},
+		Deps{Store: sp, Site: site, Identity: testIdentity{}, Cloud: cloud})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +78,7 @@ func startRelay(t *testing.T, cloud Registrar) *relay {
 	go func() { defer wg.Done(); sp.Run(ctx) }()
 	go func() { defer wg.Done(); srv.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); sp.Close() })
-	return &relay{srv: srv, spool: sp, dir: dir}
+	return &relay{srv: srv, spool: sp, site: site, dir: dir}
 }
 
 type agent struct {
@@ -154,7 +160,7 @@ func batch(agent string, seq uint64) *agentv1.Frame {
 
 func register(t *testing.T, r *relay, id *identity.Identity) {
 	t.Helper()
-	if err := r.spool.PutAgent(spool.AgentRecord{AgentID: id.ID(), TenantID: "t1", GroupID: "g1"}, nil); err != nil {
+	if err := r.site.PutAgent(sitestate.AgentRecord{AgentID: id.ID(), TenantID: "t1", GroupID: "g1", RegisteredAt: time.Now()}, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -270,9 +276,11 @@ func TestRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fc := &fakeCloud{err: tt.cloudErr, resp: &cloudv1.RegisterAgentResponse{TenantId: "t1", GroupId: "g-cloud"}}
 			r := startRelay(t, fc)
-			r.spool.PutKeyHashes(&cloudv1.ControlPollResponse{Version: 1, RegistrationKeys: []*cloudv1.RegistrationKeyHash{
+			if _, err := r.site.Node().SetRegistrationKeys(context.Background(), 1, []*cloudv1.RegistrationKeyHash{
 				keyHash("good", time.Now().Add(time.Hour)), keyHash("old", time.Now().Add(-time.Hour)),
-			}})
+			}, nil); err != nil {
+				t.Fatal(err)
+			}
 			id := newAgentIdentity(t)
 			a := dial(t, r, id)
 			f := a.hello(t, tt.key)
@@ -283,7 +291,7 @@ func TestRefusals(t *testing.T) {
 				if got := a.closeCode(t); got != tt.wantClose {
 					t.Fatalf("close code: got %d, want %d", got, tt.wantClose)
 				}
-				if _, err := r.spool.Agent(id.ID()); !errors.Is(err, spool.ErrNotFound) {
+				if _, err := r.site.Agent(id.ID()); !errors.Is(err, sitestate.ErrNotFound) {
 					t.Fatalf("registry after refusal: got %v, want ErrNotFound", err)
 				}
 				return
@@ -291,11 +299,11 @@ func TestRefusals(t *testing.T) {
 			if rep := f.GetHelloReply(); rep == nil || rep.GroupId != tt.wantGroup {
 				t.Fatalf("got %v, want hello reply with group %s", f, tt.wantGroup)
 			}
-			rec, err := r.spool.Agent(id.ID())
+			rec, err := r.site.Agent(id.ID())
 			if err != nil {
 				t.Fatal(err)
 			}
-			pending, _ := r.spool.PendingRegistrations()
+			pending := r.site.PendingRegistrations()
 			offline := tt.cloudErr != nil
 			if rec.Pending != offline || (len(pending) == 1) != offline {
 				t.Fatalf("pending: got record %v and %d pending, want %v", rec.Pending, len(pending), offline)

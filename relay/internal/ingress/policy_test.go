@@ -2,53 +2,24 @@ package ingress
 
 import (
 	"context"
-	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"github.com/gatehouse/gatehouse/relay/internal/spool"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 )
 
-// tiers is a PolicyTier source the test changes while agents are connected.
-type tiers struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (t *tiers) get(group string) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.m[group]
-}
-
-func (t *tiers) set(group, tier string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.m[group] = tier
-}
-
-func startRelayWithTiers(t *testing.T, policy func(string) string) *relay {
+// setTiers stores group policy tiers in the relay's site state as a
+// control poll of the given version does.
+func setTiers(t *testing.T, r *relay, version uint64, groupTiers ...string) {
 	t.Helper()
-	dir := t.TempDir()
-	sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, "spool"), MaxBytes: 1 << 20, Logger: quiet()})
-	if err != nil {
+	var ps []*cloudv1.GroupPolicy
+	for i := 0; i+1 < len(groupTiers); i += 2 {
+		ps = append(ps, &cloudv1.GroupPolicy{GroupId: groupTiers[i], Tier: groupTiers[i+1]})
+	}
+	if _, err := r.site.Node().SetRegistrationKeys(context.Background(), version, nil, ps); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Options{
-		Listen: "127.0.0.1:0", DataDir: dir, Name: "relay-test", Store: sp, PolicyTier: policy, Logger: quiet(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); sp.Run(ctx) }()
-	go func() { defer wg.Done(); srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait(); sp.Close() })
-	return &relay{srv: srv, spool: sp, dir: dir}
 }
 
 func (a *agent) heartbeat(t *testing.T) *agentv1.HeartbeatReply {
@@ -68,8 +39,8 @@ func (a *agent) heartbeat(t *testing.T) *agentv1.HeartbeatReply {
 }
 
 func TestPolicyTierInHelloAndHeartbeats(t *testing.T) {
-	tt := &tiers{m: map[string]string{"g1": "workstation"}}
-	r := startRelayWithTiers(t, tt.get)
+	r := startRelay(t, nil)
+	setTiers(t, r, 1, "g1", "workstation")
 	id := newAgentIdentity(t)
 	register(t, r, id) // group g1
 	a := dial(t, r, id)
@@ -79,22 +50,29 @@ func TestPolicyTierInHelloAndHeartbeats(t *testing.T) {
 	if got := a.heartbeat(t).GetPolicyTier(); got != "workstation" {
 		t.Fatalf("heartbeat reply tier: got %q, want workstation", got)
 	}
-	tt.set("g1", "server") // the next poll changed the group's tier
+	setTiers(t, r, 2, "g1", "server") // the next poll changed the group's tier
 	if got := a.heartbeat(t).GetPolicyTier(); got != "server" {
 		t.Fatalf("heartbeat reply tier after change: got %q, want server", got)
+	}
+	setTiers(t, r, 3, "other", "server") // the whole state: g1 is gone
+	if got := a.heartbeat(t).GetPolicyTier(); got != "" {
+		t.Fatalf("heartbeat reply tier of a group the poll no longer lists: got %q, want empty", got)
 	}
 }
 
 func TestPolicyTierUnknown(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		policy func(string) string
+		name  string
+		tiers []string
 	}{
-		{"nil func", nil},
-		{"group unknown", (&tiers{m: map[string]string{"other": "server"}}).get},
+		{"never polled", nil},
+		{"group unknown", []string{"other", "server"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startRelayWithTiers(t, tc.policy)
+			r := startRelay(t, nil)
+			if tc.tiers != nil {
+				setTiers(t, r, 1, tc.tiers...)
+			}
 			id := newAgentIdentity(t)
 			register(t, r, id)
 			a := dial(t, r, id)

@@ -15,17 +15,42 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
-// Store is what ingress needs of the spool (*spool.Spool implements it).
+// Store is what ingress needs of the spool (*spool.Spool implements it):
+// batches and receipts.
 type Store interface {
 	Submit(ctx context.Context, b *agentv1.EventBatch) (func(context.Context) (spool.Result, error), error)
-	Agent(agentID string) (spool.AgentRecord, error)
-	PutAgent(rec spool.AgentRecord, pending *cloudv1.RegisterAgentRequest) error
-	KeyHashes() (*cloudv1.ControlPollResponse, error)
 	PendingReceipts(agentID string) ([]uint64, error)
 	AckReceipts(agentID string, seqs []uint64) error
+}
+
+// Site is what ingress needs of the site's replicated state
+// (*sitestate.State implements it): the agent registry, what offline
+// registration checks keys against, and what agents are told.
+type Site interface {
+	Agent(agentID string) (sitestate.AgentRecord, error)
+	PutAgent(rec sitestate.AgentRecord, pending *cloudv1.RegisterAgentRequest) error
+	RegistrationKeys() (version uint64, keys []*cloudv1.RegistrationKeyHash)
+	GroupTier(groupID string) string
+	// Commands is what an agent must still be told (its desired isolation
+	// state, then its pending actions), at connect and in every heartbeat reply.
+	Commands(agentID string) []*agentv1.Command
+	SitePins() []*agentv1.RelayPin
+}
+
+// Identity is who the relay is at the cloud (*enrollment.State).
+type Identity interface {
+	RelayID() string
+	TenantID() string
+}
+
+// Results takes agents' results of commands (*dispatch.Results); it must
+// not block.
+type Results interface {
+	Report(agentID string, r *agentv1.CommandResult)
 }
 
 // Registrar registers agents with the cloud (*cloudclient.Client).
@@ -37,38 +62,32 @@ type Registrar interface {
 // that tests and fuzzers can drive it with raw bytes.
 type handler struct {
 	store       Store
+	site        Site
+	id          Identity
+	results     Results // nil: results are logged only
 	cloud       Registrar
 	m           *metrics
 	log         *slog.Logger
 	now         func() time.Time
-	relayID     func() string
-	tenantID    func() string
 	relays      []string
-	sitePins    func() []*agentv1.RelayPin
 	fingerprint string
 	heartbeat   time.Duration
 	retryAfter  time.Duration
 	maxInflight int
 	regTimeout  time.Duration
-	policyTier  func(groupID string) string // may be nil
-	commands    func(agentID string) []*agentv1.Command
-	onResult    func(agentID string, r *agentv1.CommandResult)
 }
 
-// pendingCommands is what the agent must still be told; nil without a source.
+// pendingCommands is what the agent must still be told.
 func (h *handler) pendingCommands(agentID string) []*agentv1.Command {
-	if h.commands == nil {
-		return nil
-	}
-	return h.commands(agentID)
+	return h.site.Commands(agentID)
 }
 
 // tier is groupID's policy tier, "" when unknown.
 func (h *handler) tier(groupID string) string {
-	if h.policyTier == nil || groupID == "" {
+	if groupID == "" {
 		return ""
 	}
-	return h.policyTier(groupID)
+	return h.site.GroupTier(groupID)
 }
 
 func frame(m any) *agentv1.Frame {
@@ -115,7 +134,7 @@ func (h *handler) hello(ctx context.Context, r *framing.Reader, agentID string, 
 		AgentId:             agentID,
 		TenantId:            rec.TenantID,
 		GroupId:             rec.GroupID,
-		RelayId:             h.relayID(),
+		RelayId:             h.id.RelayID(),
 		Relays:              relays,
 		RelayPins:           pins,
 		HeartbeatIntervalMs: h.heartbeat.Milliseconds(),
@@ -124,13 +143,11 @@ func (h *handler) hello(ctx context.Context, r *framing.Reader, agentID string, 
 	}, nil
 }
 
-// pins are the site's relays with their keys: the cluster's members when
-// clustered, else this relay alone.
+// pins are the site's relays with their keys: the cluster's members, or
+// this relay alone until its membership is recorded.
 func (h *handler) pins() []*agentv1.RelayPin {
-	if h.sitePins != nil {
-		if p := h.sitePins(); len(p) > 0 {
-			return p
-		}
+	if p := h.site.SitePins(); len(p) > 0 {
+		return p
 	}
 	out := make([]*agentv1.RelayPin, 0, len(h.relays))
 	for _, a := range h.relays {
@@ -141,12 +158,12 @@ func (h *handler) pins() []*agentv1.RelayPin {
 
 // admit returns a known agent's record or registers a new one: with the
 // cloud when it answers, else offline against the cached key hashes.
-func (h *handler) admit(ctx context.Context, agentID string, pub ed25519.PublicKey, hello *agentv1.Hello) (spool.AgentRecord, *connError) {
-	rec, err := h.store.Agent(agentID)
+func (h *handler) admit(ctx context.Context, agentID string, pub ed25519.PublicKey, hello *agentv1.Hello) (sitestate.AgentRecord, *connError) {
+	rec, err := h.site.Agent(agentID)
 	if err == nil {
 		return rec, nil
 	}
-	if !errors.Is(err, spool.ErrNotFound) {
+	if !errors.Is(err, sitestate.ErrNotFound) {
 		h.log.Error("agent registry", "agent_id", agentID, "err", err)
 		return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
 	}
@@ -165,8 +182,8 @@ func (h *handler) admit(ctx context.Context, agentID string, pub ed25519.PublicK
 		cancel()
 	}
 	if err == nil {
-		rec = spool.AgentRecord{AgentID: agentID, TenantID: resp.GetTenantId(), GroupID: resp.GetGroupId(), RegisteredAt: h.now()}
-		if err := h.store.PutAgent(rec, nil); err != nil {
+		rec = sitestate.AgentRecord{AgentID: agentID, TenantID: resp.GetTenantId(), GroupID: resp.GetGroupId(), RegisteredAt: h.now()}
+		if err := h.site.PutAgent(rec, nil); err != nil {
 			h.log.Error("store agent", "agent_id", agentID, "err", err)
 			return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
 		}
@@ -194,33 +211,29 @@ func (h *handler) admit(ctx context.Context, agentID string, pub ed25519.PublicK
 
 // admitOffline checks the key against the hashes from the last control
 // poll and registers the agent locally, pending reconcile by the uplink.
-func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest) (spool.AgentRecord, *connError) {
-	keys, err := h.store.KeyHashes()
-	if err != nil {
-		h.log.Error("key hashes", "err", err)
-		return spool.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "cannot verify key")
-	}
-	if keys.GetVersion() == 0 {
+func (h *handler) admitOffline(agentID string, req *cloudv1.RegisterAgentRequest) (sitestate.AgentRecord, *connError) {
+	version, keys := h.site.RegistrationKeys()
+	if version == 0 {
 		// Never polled the cloud (not enrolled yet, or the cloud never
 		// reached): the key may well be good, so "try again", not "invalid".
-		return spool.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "relay cannot check registration keys yet (cloud not reached since it started); retry later")
+		return sitestate.AgentRecord{}, failf(agentv1.Error_CODE_UNAVAILABLE, "relay cannot check registration keys yet (cloud not reached since it started); retry later")
 	}
 	sum := sha256.Sum256([]byte(req.RegistrationKey))
 	var match *cloudv1.RegistrationKeyHash
-	for _, k := range keys.GetRegistrationKeys() {
+	for _, k := range keys {
 		if subtle.ConstantTimeCompare(k.GetSha256(), sum[:]) == 1 {
 			match = k
 			break
 		}
 	}
-	if match == nil || (h.tenantID() != "" && match.GetTenantId() != h.tenantID()) {
-		return spool.AgentRecord{}, failf(agentv1.Error_CODE_KEY_INVALID, "registration key invalid")
+	if match == nil || (h.id.TenantID() != "" && match.GetTenantId() != h.id.TenantID()) {
+		return sitestate.AgentRecord{}, failf(agentv1.Error_CODE_KEY_INVALID, "registration key invalid")
 	}
 	if exp := match.GetExpiresUnixMs(); exp != 0 && h.now().UnixMilli() >= exp {
-		return spool.AgentRecord{}, failf(agentv1.Error_CODE_KEY_EXPIRED, "registration key expired")
+		return sitestate.AgentRecord{}, failf(agentv1.Error_CODE_KEY_EXPIRED, "registration key expired")
 	}
-	rec := spool.AgentRecord{AgentID: agentID, TenantID: match.GetTenantId(), GroupID: match.GetGroupId(), RegisteredAt: h.now(), Pending: true}
-	if err := h.store.PutAgent(rec, req); err != nil {
+	rec := sitestate.AgentRecord{AgentID: agentID, TenantID: match.GetTenantId(), GroupID: match.GetGroupId(), RegisteredAt: h.now(), Pending: true}
+	if err := h.site.PutAgent(rec, req); err != nil {
 		h.log.Error("store agent", "agent_id", agentID, "err", err)
 		return rec, failf(agentv1.Error_CODE_UNAVAILABLE, "registry unavailable")
 	}
@@ -254,8 +267,8 @@ func (h *handler) control(ctx context.Context, agentID, groupID string, r *frami
 		case *agentv1.Frame_CommandResult:
 			cr := b.CommandResult
 			h.log.Info("command result", "agent_id", agentID, "command_id", cr.GetId(), "ok", cr.GetOk(), "reason", cr.GetReason(), "output_bytes", len(cr.GetOutput()))
-			if h.onResult != nil {
-				h.onResult(agentID, cr)
+			if h.results != nil {
+				h.results.Report(agentID, cr)
 			}
 		default:
 			return failf(agentv1.Error_CODE_PROTOCOL, "unexpected %T on control stream", f.Body)

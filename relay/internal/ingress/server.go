@@ -32,32 +32,30 @@ import (
 type Options struct {
 	Listen    string   // UDP (QUIC) and TCP (TLS) address, same port
 	Advertise []string // host:port agents are told (HelloReply.relays)
-	// SitePins lists every relay of the site with its key (the cluster's
-	// members) for HelloReply and HeartbeatReply; nil or empty: this relay
-	// alone, at Advertise.
-	SitePins func() []*agentv1.RelayPin
-	// Commands lists what an agent must still be told (pending actions and
-	// its desired isolation state), sent at connect and with every
-	// HeartbeatReply; nil: none.
-	Commands func(agentID string) []*agentv1.Command
-	// CommandResult receives an agent's result of a command; nil: logged only.
-	CommandResult     func(agentID string, r *agentv1.CommandResult)
 	DataDir           string // identity lives in <DataDir>/identity
 	Name              string // certificate common name
-	Store             Store
-	Cloud             Registrar // nil: offline registration only
-	RelayID           func() string
-	TenantID          func() string
 	HeartbeatInterval time.Duration
 	RetryAfter        time.Duration // sent with SPOOL_FULL
-	// PolicyTier is the policy tier of an agent's group from the cloud,
-	// told in HelloReply and every HeartbeatReply; nil or "": unknown.
-	PolicyTier  func(groupID string) string
-	MaxInflight int // per lane; default 64
+	MaxInflight       int           // per lane; default 64
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
 	Now         func() time.Time
 }
+
+// Deps are the components ingress works with.
+type Deps struct {
+	Store Store // batches and receipts: the spool
+	Site  Site  // registry, keys, commands, pins: the site state
+	// Identity is who the relay is at the cloud; nil: not enrolled.
+	Identity Identity
+	Cloud    Registrar // nil: offline registration only
+	Results  Results   // nil: command results are logged only
+}
+
+type noIdentity struct{}
+
+func (noIdentity) RelayID() string  { return "" }
+func (noIdentity) TenantID() string { return "" }
 
 // Server is the agent listener. New binds; Run serves; Close is idempotent.
 type Server struct {
@@ -77,7 +75,7 @@ type Server struct {
 
 // New loads the relay identity, writes its fingerprint file and binds the
 // UDP and TCP listeners. It starts no goroutine.
-func New(o Options) (*Server, error) {
+func New(o Options, deps Deps) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -87,11 +85,11 @@ func New(o Options) (*Server, error) {
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 64
 	}
-	if o.RelayID == nil {
-		o.RelayID = func() string { return "" }
+	if deps.Store == nil || deps.Site == nil {
+		return nil, errors.New("ingress: a store and a site state are required")
 	}
-	if o.TenantID == nil {
-		o.TenantID = func() string { return "" }
+	if deps.Identity == nil {
+		deps.Identity = noIdentity{}
 	}
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = 5 * time.Minute
@@ -149,11 +147,10 @@ func New(o Options) (*Server, error) {
 		errorGrace: time.Second,
 		log:        log,
 		h: &handler{
-			store: o.Store, cloud: o.Cloud, m: newMetrics(o.Registerer), log: log, now: o.Now,
-			relayID: o.RelayID, tenantID: o.TenantID, relays: o.Advertise, sitePins: o.SitePins, fingerprint: fp,
-			commands: o.Commands, onResult: o.CommandResult,
+			store: deps.Store, site: deps.Site, id: deps.Identity, results: deps.Results, cloud: deps.Cloud,
+			m: newMetrics(o.Registerer), log: log, now: o.Now, relays: o.Advertise, fingerprint: fp,
 			heartbeat: o.HeartbeatInterval, retryAfter: o.RetryAfter, maxInflight: o.MaxInflight,
-			regTimeout: 10 * time.Second, policyTier: o.PolicyTier,
+			regTimeout: 10 * time.Second,
 		},
 	}
 	s.hub = newHub(s.h.m, log)

@@ -11,9 +11,9 @@ import (
 //	b <prio 1> <spool seq 8 BE> <value len 4 BE> -> serialized agentv1.EventBatch
 //	s <agent_id> / <seq 8 BE>                    -> (empty, TTL) dedup marker
 //	r <agent_id> / <seq 8 BE>                    -> (empty) delivered receipt
-//	a <agent_id>                                 -> JSON AgentRecord
-//	p <agent_id>                                 -> RegisterAgentRequest pending reconcile
-//	k registration-keys                          -> ControlPollResponse (key hashes)
+//	a <agent_id>                                 -> (until 0ada000, legacy.go) JSON agent record
+//	p <agent_id>                                 -> (until 0ada000) RegisterAgentRequest pending reconcile
+//	k registration-keys                          -> (until 0ada000) ControlPollResponse (key hashes)
 //
 // Batch keys sort by priority, then by arrival, so one forward scan is the
 // upload order. The value length rides in the key so that size accounting
@@ -22,6 +22,7 @@ const (
 	kindBatch    = 'b'
 	kindDedup    = 's'
 	kindReceipt  = 'r'
+	// Kinds of the registry a spool kept until 0ada000 (legacy.go).
 	kindAgent    = 'a'
 	kindPending  = 'p'
 	kindKeyCache = 'k'

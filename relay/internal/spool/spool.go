@@ -118,9 +118,6 @@ type Spool struct {
 
 	ballastMu sync.Mutex // checkDisk (committer) and guardIndex (any writer)
 
-	tiersMu sync.RWMutex
-	tiers   map[string]string // group id -> policy tier (policy.go)
-
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -264,9 +261,6 @@ func Open(opts Options) (*Spool, error) {
 		return fail(err)
 	}
 	if err := s.segs.prune(); err != nil {
-		return fail(err)
-	}
-	if err := s.loadTiers(); err != nil {
 		return fail(err)
 	}
 	s.m = newMetrics(opts.Registerer, s)

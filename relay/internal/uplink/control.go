@@ -7,22 +7,16 @@ import (
 
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
-	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
 // pollLoop long-polls the control channel and caches the registration key
 // hashes the relay needs to register agents while the cloud is away.
 func (u *Uplink) pollLoop(ctx context.Context) {
-	cached, err := u.o.Spool.KeyHashes()
-	if err != nil {
-		u.log.Warn("read cached key hashes", "err", err)
-		cached = &cloudv1.ControlPollResponse{}
-	}
-	since := cached.GetVersion()
+	since := u.d.Site.ControlVersion()
 	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
 	for ctx.Err() == nil {
 		start := u.o.Clock.Now()
-		resp, err := u.o.Client.Poll(ctx, &cloudv1.ControlPollRequest{SinceVersion: since, WaitMs: u.o.PollWait.Milliseconds()})
+		resp, err := u.d.Client.Poll(ctx, &cloudv1.ControlPollRequest{SinceVersion: since, WaitMs: u.o.PollWait.Milliseconds()})
 		if ctx.Err() != nil {
 			return
 		}
@@ -37,16 +31,11 @@ func (u *Uplink) pollLoop(ctx context.Context) {
 		}
 		bo.reset()
 		changed := resp.GetVersion() != since
-		if changed || since == 0 {
-			if err := u.o.Spool.PutKeyHashes(resp); err != nil {
-				u.log.Error("store key hashes", "err", err)
-			} else {
-				since = resp.GetVersion()
-				u.log.Debug("control state", "version", since, "registration_keys", len(resp.GetRegistrationKeys()))
-			}
-		}
-		if u.o.Control != nil {
-			u.o.Control(ctx, resp)
+		if err := u.d.Site.ApplyControl(ctx, resp); err != nil {
+			u.log.Warn("cloud control state not yet in the site state; the next poll brings it again", "err", err)
+		} else if changed || since == 0 {
+			since = resp.GetVersion()
+			u.log.Debug("control state", "version", since, "registration_keys", len(resp.GetRegistrationKeys()))
 		}
 		// A cloud that answers at once with nothing new must not turn this
 		// into a hot loop; an answer with a change is followed at once by the
@@ -63,12 +52,8 @@ func (u *Uplink) pollLoop(ctx context.Context) {
 // returns an error while the cloud is unreachable; a refused registration
 // forgets the agent (its batches will then be rejected and counted).
 func (u *Uplink) reconcile(ctx context.Context) error {
-	pending, err := u.o.Spool.PendingRegistrations()
-	if err != nil {
-		return err
-	}
-	for _, req := range pending {
-		resp, err := u.o.Client.Register(ctx, req)
+	for _, req := range u.d.Site.PendingRegistrations() {
+		resp, err := u.d.Client.Register(ctx, req)
 		u.callResult(err)
 		if err != nil {
 			var se *cloudclient.StatusError
@@ -77,22 +62,15 @@ func (u *Uplink) reconcile(ctx context.Context) error {
 			}
 			u.log.Error("cloud refused offline-registered agent, forgetting it", "agent_id", req.AgentId, "err", err)
 			u.m.reconciled.WithLabelValues("refused").Inc()
-			if err := u.o.Spool.ReconcileDone(req.AgentId, nil); err != nil {
+			if err := u.d.Site.ReconcileDone(ctx, req.AgentId, nil); err != nil {
 				return err
 			}
 			continue
 		}
-		rec := &spool.AgentRecord{AgentID: req.AgentId, TenantID: resp.TenantId, GroupID: resp.GroupId, RegisteredAt: u.o.Clock.Now()}
-		if a, err := u.o.Spool.Agent(req.AgentId); err == nil {
-			rec.RegisteredAt = a.RegisteredAt
-		}
-		if err := u.o.Spool.ReconcileDone(req.AgentId, rec); err != nil {
+		if err := u.d.Site.ReconcileDone(ctx, req.AgentId, resp); err != nil {
 			return err
 		}
 		u.m.reconciled.WithLabelValues("ok").Inc()
-		if u.o.Reconciled != nil {
-			u.o.Reconciled(ctx, req.AgentId)
-		}
 		u.log.Info("offline registration reconciled", "agent_id", req.AgentId, "tenant_id", resp.TenantId, "group_id", resp.GroupId)
 	}
 	return nil

@@ -32,7 +32,7 @@ func (c *manualClock) add(d time.Duration) {
 // it since: a success long ago, or a failure after it, is not reachable.
 func TestReachableMeansRecentContact(t *testing.T) {
 	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
-	u := New(Options{Clock: clk, PollWait: 10 * time.Second, Logger: quiet()})
+	u := New(Options{Clock: clk, PollWait: 10 * time.Second, Logger: quiet()}, Deps{})
 	lost := &cloudclient.ConnectError{Addr: "cloud.example:443", Phase: "connect", Wait: 5 * time.Second, Reason: "dropped by a firewall?"}
 	verdict := &cloudclient.StatusError{HTTPStatus: http.StatusForbidden, Message: "no"}
 

@@ -22,6 +22,7 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/enrollment"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
@@ -38,8 +39,6 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 
 // Options configure an Uplink.
 type Options struct {
-	Spool           *spool.Spool
-	Client          *cloudclient.Client
 	DataDir         string // where enrollment.pb lives
 	EnrollmentToken string
 	// Key is the relay's identity key, proved at enrollment so that the
@@ -51,17 +50,38 @@ type Options struct {
 	MinBackoff     time.Duration
 	MaxBackoff     time.Duration
 	PollWait       time.Duration // long-poll wait asked of the cloud; default 25s
-	// Reconciled, when set, is told of every offline registration the cloud
-	// has now accepted (the cluster clears its pending flag).
-	Reconciled func(ctx context.Context, agentID string)
-	// Control, when set, gets the cloud's whole control state after every
-	// successful poll (the cluster applies what changed).
-	Control func(ctx context.Context, resp *cloudv1.ControlPollResponse)
-	// Delivered is called with the receipts of every acked upload.
-	Delivered  func(agentID string, seqs []uint64)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      Clock
+}
+
+// Site is what the uplink needs of the site's replicated state
+// (*sitestate.State): where each control poll's state goes, and the
+// offline registrations to tell the cloud.
+type Site interface {
+	// ControlVersion is the version of the last control state applied.
+	ControlVersion() uint64
+	// ApplyControl stores the cloud's whole control state; an error (no
+	// quorum) makes the next poll bring it again.
+	ApplyControl(ctx context.Context, resp *cloudv1.ControlPollResponse) error
+	PendingRegistrations() []*cloudv1.RegisterAgentRequest
+	// ReconcileDone records the cloud's answer; resp nil: it refused.
+	ReconcileDone(ctx context.Context, agentID string, resp *cloudv1.RegisterAgentResponse) error
+}
+
+// Receipts takes the receipts of every acked upload (*ingress.Server pushes
+// them to the agents connected here); it must not block.
+type Receipts interface {
+	Delivered(agentID string, seqs []uint64)
+}
+
+// Deps are the components the uplink works with.
+type Deps struct {
+	Spool    *spool.Spool
+	Client   *cloudclient.Client
+	Site     Site
+	Receipts Receipts          // nil: receipts wait for the agents' next connect
+	Enrolled *enrollment.State // set once the relay has credentials
 }
 
 // Status is what /v1/status shows of the uplink.
@@ -84,8 +104,7 @@ type Uplink struct {
 	log *slog.Logger
 	m   *metrics
 
-	enrolled chan struct{}
-	enroll   atomic.Pointer[cloudv1.EnrollResponse]
+	d Deps
 
 	uploaded atomic.Int64
 
@@ -97,7 +116,7 @@ type Uplink struct {
 }
 
 // New checks options and builds an Uplink.
-func New(o Options) *Uplink {
+func New(o Options, d Deps) *Uplink {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -119,10 +138,10 @@ func New(o Options) *Uplink {
 	if o.PollWait <= 0 {
 		o.PollWait = 25 * time.Second
 	}
-	if o.Delivered == nil {
-		o.Delivered = func(string, []uint64) {}
+	if d.Enrolled == nil {
+		d.Enrolled = enrollment.New()
 	}
-	u := &Uplink{o: o, log: o.Logger.With("component", "uplink"), enrolled: make(chan struct{})}
+	u := &Uplink{o: o, d: d, log: o.Logger.With("component", "uplink")}
 	u.m = newMetrics(o.Registerer, u.reachableNow, u.lastContactAt)
 	return u
 }
@@ -131,17 +150,6 @@ func New(o Options) *Uplink {
 // cloud to count as reachable: two long polls, so a healthy relay (which
 // polls without pause) never drops out between answers.
 func (u *Uplink) ReachableWindow() time.Duration { return 2 * u.o.PollWait }
-
-// Enrollment returns the relay's enrollment, or nil before it has one.
-func (u *Uplink) Enrollment() *cloudv1.EnrollResponse { return u.enroll.Load() }
-
-// PolicyTier is the policy tier of groupID from the last control poll
-// ("server" or "workstation"), or "" while the relay does not know it.
-// Ingress tells it to agents in HelloReply and HeartbeatReply.
-func (u *Uplink) PolicyTier(groupID string) string { return u.o.Spool.GroupTier(groupID) }
-
-// Enrolled is closed once the relay has credentials.
-func (u *Uplink) Enrolled() <-chan struct{} { return u.enrolled }
 
 // Status returns the uplink's state.
 func (u *Uplink) Status() Status {
@@ -217,11 +225,10 @@ func (u *Uplink) ensureEnrolled(ctx context.Context) error {
 	host, _ := os.Hostname()
 	bo := backoff{min: u.o.MinBackoff, max: u.o.MaxBackoff}
 	for {
-		e, enrolled, err := u.o.Client.EnsureEnrolled(ctx, u.o.DataDir, u.o.EnrollmentToken, u.o.Key,
+		e, enrolled, err := u.d.Client.EnsureEnrolled(ctx, u.o.DataDir, u.o.EnrollmentToken, u.o.Key,
 			&cloudv1.EnrollRequest{RelayName: u.o.Name, Hostname: host})
 		if err == nil {
-			u.enroll.Store(e)
-			close(u.enrolled)
+			u.d.Enrolled.Set(e)
 			if enrolled {
 				u.log.Info("relay enrolled", "relay_id", e.RelayId, "tenant_id", e.TenantId, "site_id", e.SiteId)
 			} else {
@@ -318,7 +325,7 @@ func (u *Uplink) uploadLoop(ctx context.Context) {
 // collect returns the next upload's items, waiting for data and for a
 // partial upload to fill. It returns nil when ctx ends.
 func (u *Uplink) collect(ctx context.Context) ([]spool.Item, error) {
-	sp := u.o.Spool
+	sp := u.d.Spool
 	var deadline <-chan time.Time
 	for {
 		if sp.Stats().Batches > 0 {
@@ -354,7 +361,7 @@ func (u *Uplink) collect(ctx context.Context) ([]spool.Item, error) {
 
 func (u *Uplink) uploadWithRetry(ctx context.Context, req *cloudv1.UploadRequest, bo *backoff) *cloudv1.UploadAck {
 	for {
-		ack, sizes, err := u.o.Client.Upload(ctx, req)
+		ack, sizes, err := u.d.Client.Upload(ctx, req)
 		u.callResult(err)
 		if err == nil {
 			bo.reset()
@@ -388,7 +395,7 @@ func (u *Uplink) finish(items []spool.Item, ack *cloudv1.UploadAck) {
 	u.m.batches.WithLabelValues("accepted").Add(float64(ack.GetAccepted()))
 	u.m.batches.WithLabelValues("duplicate").Add(float64(ack.GetDuplicates()))
 	u.m.batches.WithLabelValues("rejected").Add(float64(len(ack.GetRejected())))
-	receipts, err := u.o.Spool.Complete(items)
+	receipts, err := u.d.Spool.Complete(items)
 	if err != nil {
 		// The batches stay spooled and will be uploaded again: the cloud
 		// dedups them, so nothing is lost or counted twice.
@@ -397,7 +404,9 @@ func (u *Uplink) finish(items []spool.Item, ack *cloudv1.UploadAck) {
 	}
 	u.uploaded.Add(int64(len(items)))
 	for agent, seqs := range receipts {
-		u.o.Delivered(agent, seqs)
+		if u.d.Receipts != nil {
+			u.d.Receipts.Delivered(agent, seqs)
+		}
 	}
 }
 

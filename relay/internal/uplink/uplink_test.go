@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -22,6 +21,8 @@ import (
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
+	"github.com/gatehouse/gatehouse/relay/internal/sitestate/sitestatetest"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
 
@@ -139,12 +140,19 @@ func (fc *fakeCloud) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type harness struct {
-	sp         *spool.Spool
-	up         *Uplink
-	dir        string
-	mu         sync.Mutex
-	delivered  map[string][]uint64
-	reconciled []string
+	sp        *spool.Spool
+	site      *sitestate.State
+	up        *Uplink
+	dir       string
+	mu        sync.Mutex
+	delivered map[string][]uint64
+}
+
+// Delivered records receipts as ingress would push them to agents.
+func (h *harness) Delivered(agent string, seqs []uint64) {
+	h.mu.Lock()
+	h.delivered[agent] = append(h.delivered[agent], seqs...)
+	h.mu.Unlock()
 }
 
 func (h *harness) deliveredSeqs(agent string) []uint64 {
@@ -155,7 +163,7 @@ func (h *harness) deliveredSeqs(agent string) []uint64 {
 	return s
 }
 
-func start(t *testing.T, srv *httptest.Server, prepare func(*spool.Spool)) *harness {
+func start(t *testing.T, srv *httptest.Server, prepare func(*harness)) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	sp, err := spool.Open(spool.Options{Dir: filepath.Join(dir, "spool"), MaxBytes: 1 << 30, Logger: quiet()})
@@ -166,28 +174,19 @@ func start(t *testing.T, srv *httptest.Server, prepare func(*spool.Spool)) *harn
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{sp: sp, dir: dir, delivered: map[string][]uint64{}}
+	site := sitestatetest.New(t, sitestatetest.Tenant("t1"))
+	h := &harness{sp: sp, site: site, dir: dir, delivered: map[string][]uint64{}}
 	h.up = New(Options{
-		Spool: sp, Client: client, DataDir: dir, EnrollmentToken: "tok", Name: "relay-test",
+		DataDir: dir, EnrollmentToken: "tok", Name: "relay-test",
 		MaxUploadBytes: 2048, MaxUploadAge: 20 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 		PollWait: 10 * time.Millisecond, Logger: quiet(),
-		Delivered: func(agent string, seqs []uint64) {
-			h.mu.Lock()
-			h.delivered[agent] = append(h.delivered[agent], seqs...)
-			h.mu.Unlock()
-		},
-		Reconciled: func(_ context.Context, agent string) {
-			h.mu.Lock()
-			h.reconciled = append(h.reconciled, agent)
-			h.mu.Unlock()
-		},
-	})
+	}, Deps{Spool: sp, Client: client, Site: site, Receipts: h})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); sp.Run(ctx) }()
 	if prepare != nil {
-		prepare(sp)
+		prepare(h)
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); h.up.Run(ctx) }()
@@ -242,7 +241,7 @@ func TestUploadsAndReceipts(t *testing.T) {
 			for _, s := range tt.reject {
 				fc.reject[s] = true
 			}
-			h := start(t, srv, func(sp *spool.Spool) { fill(t, sp, "agent-a", 1, 60) })
+			h := start(t, srv, func(h *harness) { fill(t, h.sp, "agent-a", 1, 60) })
 			waitFor(t, "spool drained", func() bool { return h.sp.Stats().Batches == 0 })
 			waitFor(t, "receipts delivered", func() bool { return len(h.deliveredSeqs("agent-a")) == 60 })
 			if got, want := fmt.Sprint(h.deliveredSeqs("agent-a")), fmt.Sprint(seqRange(1, 60)); got != want {
@@ -279,16 +278,21 @@ func TestUploadsAndReceipts(t *testing.T) {
 
 func TestOfflineRegistrationReconciledBeforeUpload(t *testing.T) {
 	fc, srv := newFakeCloud(t)
-	h := start(t, srv, func(sp *spool.Spool) {
-		if err := sp.PutAgent(spool.AgentRecord{AgentID: "agent-off", Pending: true}, &cloudv1.RegisterAgentRequest{AgentId: "agent-off", RegistrationKey: "k"}); err != nil {
+	h := start(t, srv, func(h *harness) {
+		err := h.site.PutAgent(sitestate.AgentRecord{AgentID: "agent-off", TenantID: "t1", Pending: true, RegisteredAt: time.Now()},
+			&cloudv1.RegisterAgentRequest{AgentId: "agent-off", RegistrationKey: "k"})
+		if err != nil {
 			t.Fatal(err)
 		}
-		fill(t, sp, "agent-off", 1, 3)
+		fill(t, h.sp, "agent-off", 1, 3)
 	})
 	waitFor(t, "spool drained", func() bool { return h.sp.Stats().Batches == 0 })
-	rec, err := h.sp.Agent("agent-off")
+	rec, err := h.site.Agent("agent-off")
 	if err != nil || rec.Pending || rec.GroupID != "g1" {
 		t.Fatalf("record after reconcile: got %+v %v, want group g1, not pending", rec, err)
+	}
+	if p := h.site.PendingRegistrations(); len(p) != 0 {
+		t.Fatalf("after reconcile: %d registrations still pending, want none", len(p))
 	}
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
@@ -304,25 +308,20 @@ func TestOfflineRegistrationReconciledBeforeUpload(t *testing.T) {
 	if reg < 0 || up < 0 || reg > up {
 		t.Fatalf("calls %v: want register before the first upload", fc.calls)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !slices.Equal(h.reconciled, []string{"agent-off"}) {
-		t.Fatalf("reconciled hook got %v, want [agent-off]", h.reconciled)
-	}
 }
 
 func TestControlPollCachesKeyHashes(t *testing.T) {
 	_, srv := newFakeCloud(t)
 	h := start(t, srv, nil)
-	waitFor(t, "key hashes cached", func() bool {
-		k, err := h.sp.KeyHashes()
-		return err == nil && k.GetVersion() == 3 && len(k.GetRegistrationKeys()) == 1
+	waitFor(t, "key hashes in the site state", func() bool {
+		v, keys := h.site.RegistrationKeys()
+		return v == 3 && len(keys) == 1
 	})
 	waitFor(t, "cloud reachable", func() bool { return h.up.Status().CloudReachable })
-	if got := h.up.PolicyTier("g1"); got != "server" {
+	if got := h.site.GroupTier("g1"); got != "server" {
 		t.Errorf("policy tier of g1: got %q, want server", got)
 	}
-	if got := h.up.PolicyTier("g2"); got != "" {
+	if got := h.site.GroupTier("g2"); got != "" {
 		t.Errorf("policy tier of unknown g2: got %q, want empty", got)
 	}
 }

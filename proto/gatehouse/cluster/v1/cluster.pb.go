@@ -159,8 +159,11 @@ type Agent struct {
 	// True while an offline registration awaits the cloud.
 	PendingReconcile bool   `protobuf:"varint,7,opt,name=pending_reconcile,json=pendingReconcile,proto3" json:"pending_reconcile,omitempty"`
 	Hostname         string `protobuf:"bytes,8,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The offline registration to tell the cloud, kept while
+	// pending_reconcile is set (it holds the registration key).
+	PendingRequest *v1.RegisterAgentRequest `protobuf:"bytes,9,opt,name=pending_request,json=pendingRequest,proto3" json:"pending_request,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -249,6 +252,13 @@ func (x *Agent) GetHostname() string {
 	return ""
 }
 
+func (x *Agent) GetPendingRequest() *v1.RegisterAgentRequest {
+	if x != nil {
+		return x.PendingRequest
+	}
+	return nil
+}
+
 type AgentRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
@@ -294,10 +304,14 @@ func (x *AgentRef) GetAgentId() string {
 }
 
 // RegistrationKeys replaces the site's key hashes wholesale.
+// RegistrationKeys is the control state of the cloud's last poll that the
+// relay needs while the cloud is away: registration key hashes (offline
+// registration) and the groups' policy tiers.
 type RegistrationKeys struct {
 	state         protoimpl.MessageState    `protogen:"open.v1"`
 	Version       uint64                    `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	Keys          []*v1.RegistrationKeyHash `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	GroupPolicies []*v1.GroupPolicy         `protobuf:"bytes,3,rep,name=group_policies,json=groupPolicies,proto3" json:"group_policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -342,6 +356,13 @@ func (x *RegistrationKeys) GetVersion() uint64 {
 func (x *RegistrationKeys) GetKeys() []*v1.RegistrationKeyHash {
 	if x != nil {
 		return x.Keys
+	}
+	return nil
+}
+
+func (x *RegistrationKeys) GetGroupPolicies() []*v1.GroupPolicy {
+	if x != nil {
+		return x.GroupPolicies
 	}
 	return nil
 }
@@ -1589,7 +1610,7 @@ var File_gatehouse_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/cloud/v1/cloud.proto\"\x91\x02\n" +
+	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/cloud/v1/cloud.proto\"\xe4\x02\n" +
 	"\x05Agent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1600,12 +1621,14 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"policyTier\x12,\n" +
 	"\x12registered_unix_ms\x18\x06 \x01(\x03R\x10registeredUnixMs\x12+\n" +
 	"\x11pending_reconcile\x18\a \x01(\bR\x10pendingReconcile\x12\x1a\n" +
-	"\bhostname\x18\b \x01(\tR\bhostname\"%\n" +
+	"\bhostname\x18\b \x01(\tR\bhostname\x12Q\n" +
+	"\x0fpending_request\x18\t \x01(\v2(.gatehouse.cloud.v1.RegisterAgentRequestR\x0ependingRequest\"%\n" +
 	"\bAgentRef\x12\x19\n" +
-	"\bagent_id\x18\x01 \x01(\tR\aagentId\"i\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\"\xb1\x01\n" +
 	"\x10RegistrationKeys\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12;\n" +
-	"\x04keys\x18\x02 \x03(\v2'.gatehouse.cloud.v1.RegistrationKeyHashR\x04keys\"p\n" +
+	"\x04keys\x18\x02 \x03(\v2'.gatehouse.cloud.v1.RegistrationKeyHashR\x04keys\x12F\n" +
+	"\x0egroup_policies\x18\x03 \x03(\v2\x1f.gatehouse.cloud.v1.GroupPolicyR\rgroupPolicies\"p\n" +
 	"\x0fIsolationIntent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bisolated\x18\x02 \x01(\bR\bisolated\x12&\n" +
@@ -1722,55 +1745,59 @@ func file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 var file_gatehouse_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_gatehouse_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gatehouse_cluster_v1_cluster_proto_goTypes = []any{
-	(DnsType)(0),                   // 0: gatehouse.cluster.v1.DnsType
-	(RpcCode)(0),                   // 1: gatehouse.cluster.v1.RpcCode
-	(*Agent)(nil),                  // 2: gatehouse.cluster.v1.Agent
-	(*AgentRef)(nil),               // 3: gatehouse.cluster.v1.AgentRef
-	(*RegistrationKeys)(nil),       // 4: gatehouse.cluster.v1.RegistrationKeys
-	(*IsolationIntent)(nil),        // 5: gatehouse.cluster.v1.IsolationIntent
-	(*DnsOverride)(nil),            // 6: gatehouse.cluster.v1.DnsOverride
-	(*DnsOverrideRef)(nil),         // 7: gatehouse.cluster.v1.DnsOverrideRef
-	(*AllowList)(nil),              // 8: gatehouse.cluster.v1.AllowList
-	(*PendingCommand)(nil),         // 9: gatehouse.cluster.v1.PendingCommand
-	(*CommandRef)(nil),             // 10: gatehouse.cluster.v1.CommandRef
-	(*Member)(nil),                 // 11: gatehouse.cluster.v1.Member
-	(*MemberRef)(nil),              // 12: gatehouse.cluster.v1.MemberRef
-	(*SnapshotHeader)(nil),         // 13: gatehouse.cluster.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 14: gatehouse.cluster.v1.SnapshotRecord
-	(*RpcRequest)(nil),             // 15: gatehouse.cluster.v1.RpcRequest
-	(*ApplyCall)(nil),              // 16: gatehouse.cluster.v1.ApplyCall
-	(*BarrierCall)(nil),            // 17: gatehouse.cluster.v1.BarrierCall
-	(*AddVoterCall)(nil),           // 18: gatehouse.cluster.v1.AddVoterCall
-	(*RemoveServerCall)(nil),       // 19: gatehouse.cluster.v1.RemoveServerCall
-	(*CertifyCall)(nil),            // 20: gatehouse.cluster.v1.CertifyCall
-	(*CertifyResult)(nil),          // 21: gatehouse.cluster.v1.CertifyResult
-	(*RpcResponse)(nil),            // 22: gatehouse.cluster.v1.RpcResponse
-	(*v1.RegistrationKeyHash)(nil), // 23: gatehouse.cloud.v1.RegistrationKeyHash
+	(DnsType)(0),                    // 0: gatehouse.cluster.v1.DnsType
+	(RpcCode)(0),                    // 1: gatehouse.cluster.v1.RpcCode
+	(*Agent)(nil),                   // 2: gatehouse.cluster.v1.Agent
+	(*AgentRef)(nil),                // 3: gatehouse.cluster.v1.AgentRef
+	(*RegistrationKeys)(nil),        // 4: gatehouse.cluster.v1.RegistrationKeys
+	(*IsolationIntent)(nil),         // 5: gatehouse.cluster.v1.IsolationIntent
+	(*DnsOverride)(nil),             // 6: gatehouse.cluster.v1.DnsOverride
+	(*DnsOverrideRef)(nil),          // 7: gatehouse.cluster.v1.DnsOverrideRef
+	(*AllowList)(nil),               // 8: gatehouse.cluster.v1.AllowList
+	(*PendingCommand)(nil),          // 9: gatehouse.cluster.v1.PendingCommand
+	(*CommandRef)(nil),              // 10: gatehouse.cluster.v1.CommandRef
+	(*Member)(nil),                  // 11: gatehouse.cluster.v1.Member
+	(*MemberRef)(nil),               // 12: gatehouse.cluster.v1.MemberRef
+	(*SnapshotHeader)(nil),          // 13: gatehouse.cluster.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),          // 14: gatehouse.cluster.v1.SnapshotRecord
+	(*RpcRequest)(nil),              // 15: gatehouse.cluster.v1.RpcRequest
+	(*ApplyCall)(nil),               // 16: gatehouse.cluster.v1.ApplyCall
+	(*BarrierCall)(nil),             // 17: gatehouse.cluster.v1.BarrierCall
+	(*AddVoterCall)(nil),            // 18: gatehouse.cluster.v1.AddVoterCall
+	(*RemoveServerCall)(nil),        // 19: gatehouse.cluster.v1.RemoveServerCall
+	(*CertifyCall)(nil),             // 20: gatehouse.cluster.v1.CertifyCall
+	(*CertifyResult)(nil),           // 21: gatehouse.cluster.v1.CertifyResult
+	(*RpcResponse)(nil),             // 22: gatehouse.cluster.v1.RpcResponse
+	(*v1.RegisterAgentRequest)(nil), // 23: gatehouse.cloud.v1.RegisterAgentRequest
+	(*v1.RegistrationKeyHash)(nil),  // 24: gatehouse.cloud.v1.RegistrationKeyHash
+	(*v1.GroupPolicy)(nil),          // 25: gatehouse.cloud.v1.GroupPolicy
 }
 var file_gatehouse_cluster_v1_cluster_proto_depIdxs = []int32{
-	23, // 0: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
-	0,  // 1: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cluster.v1.DnsType
-	0,  // 2: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cluster.v1.DnsType
-	13, // 3: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
-	2,  // 4: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
-	4,  // 5: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
-	5,  // 6: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
-	6,  // 7: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
-	8,  // 8: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
-	9,  // 9: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
-	11, // 10: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
-	16, // 11: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
-	18, // 12: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
-	19, // 13: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
-	20, // 14: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
-	17, // 15: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
-	1,  // 16: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
-	21, // 17: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	23, // 0: gatehouse.cluster.v1.Agent.pending_request:type_name -> gatehouse.cloud.v1.RegisterAgentRequest
+	24, // 1: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
+	25, // 2: gatehouse.cluster.v1.RegistrationKeys.group_policies:type_name -> gatehouse.cloud.v1.GroupPolicy
+	0,  // 3: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cluster.v1.DnsType
+	0,  // 4: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cluster.v1.DnsType
+	13, // 5: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
+	2,  // 6: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
+	4,  // 7: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
+	5,  // 8: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
+	6,  // 9: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
+	8,  // 10: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
+	9,  // 11: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
+	11, // 12: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
+	16, // 13: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
+	18, // 14: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
+	19, // 15: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
+	20, // 16: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
+	17, // 17: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
+	1,  // 18: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
+	21, // 19: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_cluster_v1_cluster_proto_init() }
