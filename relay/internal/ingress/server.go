@@ -30,16 +30,16 @@ import (
 
 // Options configure a Server.
 type Options struct {
-	Listen    string   // UDP (QUIC) and TCP (TLS) address, same port
-	Advertise []string // host:port agents are told (HelloReply.relays)
-	DataDir           string // identity lives in <DataDir>/identity
-	Name              string // certificate common name
+	Listen            string   // UDP (QUIC) and TCP (TLS) address, same port
+	Advertise         []string // host:port agents are told (HelloReply.relays)
+	DataDir           string   // identity lives in <DataDir>/identity
+	Name              string   // certificate common name
 	HeartbeatInterval time.Duration
 	RetryAfter        time.Duration // sent with SPOOL_FULL
 	MaxInflight       int           // per lane; default 64
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
-	Now         func() time.Time
+	Logger            *slog.Logger
+	Registerer        prometheus.Registerer
+	Now               func() time.Time
 }
 
 // Deps are the components ingress works with.

@@ -19,9 +19,9 @@ import (
 // upload order. The value length rides in the key so that size accounting
 // is restored at open by a key-only scan.
 const (
-	kindBatch    = 'b'
-	kindDedup    = 's'
-	kindReceipt  = 'r'
+	kindBatch   = 'b'
+	kindDedup   = 's'
+	kindReceipt = 'r'
 	// Kinds of the registry a spool kept until 0ada000 (legacy.go).
 	kindAgent    = 'a'
 	kindPending  = 'p'

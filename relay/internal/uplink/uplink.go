@@ -50,9 +50,9 @@ type Options struct {
 	MinBackoff     time.Duration
 	MaxBackoff     time.Duration
 	PollWait       time.Duration // long-poll wait asked of the cloud; default 25s
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-	Clock      Clock
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Clock          Clock
 }
 
 // Site is what the uplink needs of the site's replicated state
