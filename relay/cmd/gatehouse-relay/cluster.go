@@ -31,9 +31,15 @@ func newClusterCmd(load func(*cobra.Command) (config.Config, error)) *cobra.Comm
 			if err != nil {
 				return err
 			}
+			solo := cluster.Solo(cfg.Cluster.DataDir)
 			tok, err := cluster.Init(cfg.Cluster.DataDir, cfg.Cluster.NodeID)
 			if err != nil {
 				return err
+			}
+			if solo {
+				// A relay that ran alone keeps its state: it is the site cluster's first member.
+				fmt.Fprintf(c.OutOrStdout(), "this relay's cluster of one (node %s) keeps its state and opens its cluster port %s to other relays; restart the relay.\njoin token (keep it secret): %s\n", cfg.Cluster.NodeID, cfg.Cluster.Bind, tok)
+				return nil
 			}
 			fmt.Fprintf(c.OutOrStdout(), "cluster initialized with node %s; start (or restart) the relay.\njoin token (keep it secret): %s\n", cfg.Cluster.NodeID, tok)
 			return nil
@@ -57,10 +63,14 @@ func newClusterCmd(load func(*cobra.Command) (config.Config, error)) *cobra.Comm
 			}
 			ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
 			defer cancel()
+			solo := cluster.Solo(cfg.Cluster.DataDir)
 			if err := cluster.Enroll(ctx, cfg.Cluster.DataDir, cfg.Cluster.NodeID, args[0], token); err != nil {
 				return err
 			}
 			fmt.Fprintf(c.OutOrStdout(), "node %s enrolled; start (or restart) the relay to become a voter\n", cfg.Cluster.NodeID)
+			if solo {
+				fmt.Fprintln(c.OutOrStdout(), "this relay's own cluster of one was set aside in cluster.data_dir; agents it registered register again by themselves")
+			}
 			return nil
 		},
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 )
 
@@ -20,7 +21,7 @@ const (
 type cache struct {
 	mu    sync.Mutex
 	size  int
-	clock Clock
+	clock clockwork.Clock
 	ll    *list.List // front is most recent
 	items map[string]*list.Element
 }
@@ -32,7 +33,7 @@ type cacheEntry struct {
 	expires time.Time
 }
 
-func newCache(size int, clock Clock) *cache {
+func newCache(size int, clock clockwork.Clock) *cache {
 	if size <= 0 {
 		return nil
 	}

@@ -4,17 +4,9 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
-
-// Clock is the time source of the rate limiter and the cache; tests pass a
-// fake one.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
 
 const limiterShards = 64
 
@@ -25,7 +17,7 @@ type limiter struct {
 	perNS    float64 // tokens per nanosecond
 	burst    float64
 	maxShard int
-	clock    Clock
+	clock    clockwork.Clock
 	shards   [limiterShards]limShard
 }
 
@@ -39,7 +31,7 @@ type bucket struct {
 	last   int64 // unix nanoseconds
 }
 
-func newLimiter(rl RateLimit, clock Clock) *limiter {
+func newLimiter(rl RateLimit, clock clockwork.Clock) *limiter {
 	if rl.QPS <= 0 {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,14 +28,14 @@ import (
 type Deps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics are not registered
-	Clock      Clock                 // nil: the real clock
+	Clock      clockwork.Clock       // nil: the real clock
 }
 
 // Server is the DNS server. New binds its sockets; Run serves them.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
-	clock     Clock
+	clock     clockwork.Clock
 	allow     []netip.Prefix
 	upstreams []string
 	limiter   *limiter
@@ -96,7 +97,7 @@ func newServer(cfg Config, deps Deps) (*Server, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.Clock == nil {
-		deps.Clock = realClock{}
+		deps.Clock = clockwork.NewRealClock()
 	}
 	s := &Server{
 		cfg:      cfg,

@@ -4,27 +4,15 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 )
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestLimiterRefillsAndIsPerClient(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	l := newLimiter(RateLimit{QPS: 10, Burst: 3}, clock)
 	a := netip.MustParseAddr("10.0.0.1")
 	b := netip.MustParseAddr("10.0.0.2")
@@ -42,7 +30,7 @@ func TestLimiterRefillsAndIsPerClient(t *testing.T) {
 		{a, time.Hour, true}, {a, 0, true}, {a, 0, true}, {a, 0, false},
 	}
 	for i, st := range steps {
-		clock.Add(st.advance)
+		clock.Advance(st.advance)
 		if got := l.allow(st.addr); got != st.want {
 			t.Errorf("step %d %s: got %v, want %v", i, st.addr, got, st.want)
 		}
@@ -50,7 +38,7 @@ func TestLimiterRefillsAndIsPerClient(t *testing.T) {
 }
 
 func TestLimiterBounded(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	l := newLimiter(RateLimit{QPS: 1, Burst: 1, MaxClients: 128}, clock)
 	for i := range 10000 {
 		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
@@ -65,7 +53,7 @@ func TestLimiterBounded(t *testing.T) {
 }
 
 func TestCacheTTLAndLRU(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	c := newCache(2, clock)
 	a := func(name string, ttl uint32) *dns.Msg {
 		m := new(dns.Msg)
@@ -78,11 +66,11 @@ func TestCacheTTLAndLRU(t *testing.T) {
 		return cacheKey(dns.Question{Name: name, Qtype: dns.TypeA, Qclass: dns.ClassINET}, false, false)
 	}
 	c.put(k("a."), a("a.", 60))
-	clock.Add(20 * time.Second)
+	clock.Advance(20 * time.Second)
 	if m := c.get(k("A.")); m == nil || m.Answer[0].Header().Ttl != 40 {
 		t.Fatalf("after 20s: got %v, want TTL 40", m)
 	}
-	clock.Add(40 * time.Second)
+	clock.Advance(40 * time.Second)
 	if m := c.get(k("a.")); m != nil {
 		t.Errorf("after 60s: got %v, want expired", m)
 	}

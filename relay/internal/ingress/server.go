@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 
@@ -39,7 +40,7 @@ type Options struct {
 	MaxInflight       int           // per lane; default 64
 	Logger            *slog.Logger
 	Registerer        prometheus.Registerer
-	Now               func() time.Time
+	Clock             clockwork.Clock // nil: the real clock
 }
 
 // Deps are the components ingress works with.
@@ -79,8 +80,8 @@ func New(o Options, deps Deps) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
 	}
 	if o.MaxInflight <= 0 {
 		o.MaxInflight = 64
@@ -148,7 +149,7 @@ func New(o Options, deps Deps) (*Server, error) {
 		log:        log,
 		h: &handler{
 			store: deps.Store, site: deps.Site, id: deps.Identity, results: deps.Results, cloud: deps.Cloud,
-			m: newMetrics(o.Registerer), log: log, now: o.Now, relays: o.Advertise, fingerprint: fp,
+			m: newMetrics(o.Registerer), log: log, now: o.Clock.Now, relays: o.Advertise, fingerprint: fp,
 			heartbeat: o.HeartbeatInterval, retryAfter: o.RetryAfter, maxInflight: o.MaxInflight,
 			regTimeout: 10 * time.Second,
 		},

@@ -101,5 +101,5 @@ func (s *Spool) OldestAge() (time.Duration, error) {
 	if oldest == 0 {
 		return 0, nil
 	}
-	return max(s.opts.Now().Sub(time.Unix(0, oldest)), 0), nil
+	return max(s.opts.Clock.Now().Sub(time.Unix(0, oldest)), 0), nil
 }

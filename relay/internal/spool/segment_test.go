@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jonboulle/clockwork"
 	"google.golang.org/protobuf/proto"
 
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -188,10 +189,9 @@ func TestLegacyBatchesDrain(t *testing.T) {
 // Per-agent backlog and the oldest batch's age, across a reopen.
 func TestBacklogAndOldestAge(t *testing.T) {
 	dir := t.TempDir()
-	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
 	open := func() (*Spool, func()) {
-		s, err := Open(Options{Dir: dir, MaxBytes: 64 << 20, Logger: quiet(), Now: clock})
+		s, err := Open(Options{Dir: dir, MaxBytes: 64 << 20, Logger: quiet(), Clock: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,10 +203,10 @@ func TestBacklogAndOldestAge(t *testing.T) {
 		t.Fatalf("empty spool: got age %v, %v; want 0", age, err)
 	}
 	mustAppend(t, s, batch(agentA, 1, agentv1.Priority_PRIORITY_BULK, "aaaa"), Spooled)
-	now = now.Add(time.Minute)
+	clock.Advance(time.Minute)
 	mustAppend(t, s, batch("b", 1, agentv1.Priority_PRIORITY_SECURITY, "b"), Spooled)
 	mustAppend(t, s, batch(agentA, 2, agentv1.Priority_PRIORITY_FILE, "aaaa"), Spooled)
-	now = now.Add(time.Minute)
+	clock.Advance(time.Minute)
 	closeS()
 
 	s, closeS = open()

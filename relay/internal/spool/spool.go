@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
@@ -69,7 +70,7 @@ type Options struct {
 	GCInterval        time.Duration // value-log GC period; default 5 minutes
 	Logger            *slog.Logger
 	Registerer        prometheus.Registerer // nil: metrics are not exported
-	Now               func() time.Time      // clock; default time.Now
+	Clock             clockwork.Clock       // nil: the real clock
 }
 
 // Stats is a snapshot of the spool's accounting.
@@ -197,8 +198,8 @@ func Open(opts Options) (*Spool, error) {
 	if opts.DiskCheckInterval <= 0 {
 		opts.DiskCheckInterval = time.Second
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 1 << 30
@@ -220,7 +221,7 @@ func Open(opts Options) (*Spool, error) {
 		log:        opts.Logger,
 		indexFloor: 2 * mt,
 		ballast:    newBallast(filepath.Join(dir, "reserve"), 4*mt),
-		opened:     opts.Now(),
+		opened:     opts.Clock.Now(),
 		backlog:    map[string]*Backlog{},
 		reqs:       make(chan *appendReq, 1024),
 		stopped:    make(chan struct{}),
@@ -534,7 +535,7 @@ func (s *Spool) commit(group []*appendReq) {
 	var addBatches, addPayload int64
 	if err == nil && len(recs) > 0 {
 		var ptrs []segPtr
-		ptrs, err = s.segs.append(recs, s.opts.Now().UnixNano())
+		ptrs, err = s.segs.append(recs, s.opts.Clock.Now().UnixNano())
 		if err == nil {
 			entries := make([]*badger.Entry, 0, 2*len(recs))
 			for i, p := range ptrs {

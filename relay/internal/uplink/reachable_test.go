@@ -3,35 +3,18 @@ package uplink
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/gatehouse/gatehouse/relay/internal/cloudclient"
 )
 
-// manualClock is a Clock the test moves by hand.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-func (c *manualClock) After(time.Duration) <-chan time.Time { return make(chan time.Time) }
-func (c *manualClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // Reachable means the cloud answered recently and nothing failed to reach
 // it since: a success long ago, or a failure after it, is not reachable.
 func TestReachableMeansRecentContact(t *testing.T) {
-	clk := &manualClock{now: time.Unix(1_700_000_000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1_700_000_000, 0))
 	u := New(Options{Clock: clk, PollWait: 10 * time.Second, Logger: quiet()}, Deps{})
 	lost := &cloudclient.ConnectError{Addr: "cloud.example:443", Phase: "connect", Wait: 5 * time.Second, Reason: "dropped by a firewall?"}
 	verdict := &cloudclient.StatusError{HTTPStatus: http.StatusForbidden, Message: "no"}
@@ -55,7 +38,7 @@ func TestReachableMeansRecentContact(t *testing.T) {
 		{what: "answer after the failure", call: nil, reachable: true},
 	}
 	for _, s := range steps {
-		clk.add(s.advance)
+		clk.Advance(s.advance)
 		if !s.noCall {
 			u.callResult(s.call)
 		}

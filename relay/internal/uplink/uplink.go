@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -25,17 +26,6 @@ import (
 	"github.com/gatehouse/gatehouse/relay/internal/enrollment"
 	"github.com/gatehouse/gatehouse/relay/internal/spool"
 )
-
-// Clock is the time source for waits; tests may inject their own.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Options configure an Uplink.
 type Options struct {
@@ -52,7 +42,7 @@ type Options struct {
 	PollWait       time.Duration // long-poll wait asked of the cloud; default 25s
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
-	Clock          Clock
+	Clock          clockwork.Clock
 }
 
 // Site is what the uplink needs of the site's replicated state
@@ -121,7 +111,7 @@ func New(o Options, d Deps) *Uplink {
 		o.Logger = slog.Default()
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = clockwork.NewRealClock()
 	}
 	if o.MaxUploadBytes <= 0 {
 		o.MaxUploadBytes = 4 << 20
