@@ -38,7 +38,8 @@ type Config struct {
 	SnapshotThreshold uint64        `yaml:"snapshot_threshold"`
 	TrailingLogs      uint64        `yaml:"trailing_logs"`
 	SnapshotRetain    int           `yaml:"snapshot_retain"`
-	// LogSegmentBytes is the raft-wal segment size; 0 keeps its default (64 MiB).
+	// LogSegmentBytes is the raft-wal segment size, preallocated when a
+	// segment starts; 0 keeps raft-wal's default (64 MiB).
 	LogSegmentBytes int `yaml:"log_segment_bytes"`
 }
 
@@ -55,6 +56,10 @@ func Default() Config {
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		SnapshotRetain:     3,
+		// Control writes are a few hundred bytes: 4 MiB holds about a
+		// snapshot interval's worth, and a relay alone on a small data disk
+		// (every relay runs Raft) does not give 64 MiB to its first segment.
+		LogSegmentBytes: 4 << 20,
 	}
 }
 

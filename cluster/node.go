@@ -180,6 +180,11 @@ func (n *Node) Run(ctx context.Context) error {
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.TrailingLogs = n.cfg.TrailingLogs
+	if Solo(n.cfg.DataDir) {
+		// No peer can be slow or partitioned: elect at once, so a relay
+		// alone admits agents within milliseconds of its start.
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
+	}
 	rc.Logger = newHCLog(n.log, "raft")
 
 	bootstrap := filepath.Join(n.cfg.DataDir, bootstrapFile)
