@@ -125,6 +125,15 @@ func (n *Node) applyLeader(data []byte, timeout time.Duration) (uint64, error) {
 	if timeout <= 0 {
 		timeout = n.cfg.ApplyTimeout
 	}
+	// A write forwarded by a newer node must not reach the log unless this
+	// leader can apply it (or it may be skipped): every node of this
+	// version would stop at it.
+	if len(data) == 0 {
+		return 0, errors.New("empty command")
+	}
+	if t := CommandType(data[0]); !t.Known() && !t.Ignorable() {
+		return 0, fmt.Errorf("command type %d is unknown to the leader %s: upgrade it first: %w", t.Number(), n.cfg.NodeID, ErrUnknownCommand)
+	}
 	f := r.Apply(data, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
@@ -12,52 +13,16 @@ import (
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
-// CommandType is the first byte of every Raft log entry. The numbers are
-// part of the on-disk format: explicit, never reused, never renumbered.
-type CommandType uint8
-
-const (
-	CmdRegisterAgent       CommandType = 1  // clusterv1.Agent
-	CmdReconcileAgent      CommandType = 2  // clusterv1.AgentRef
-	CmdDeregisterAgent     CommandType = 3  // clusterv1.AgentRef
-	CmdSetRegistrationKeys CommandType = 4  // clusterv1.RegistrationKeys
-	CmdSetIsolation        CommandType = 5  // clusterv1.IsolationIntent
-	CmdSetDNSOverride      CommandType = 6  // clusterv1.DnsOverride
-	CmdDeleteDNSOverride   CommandType = 7  // clusterv1.DnsOverrideRef
-	CmdSetAllowList        CommandType = 8  // clusterv1.AllowList
-	CmdDeleteAllowList     CommandType = 9  // clusterv1.AllowList (tenant_id only)
-	CmdEnqueueCommand      CommandType = 10 // clusterv1.PendingCommand
-	CmdCompleteCommand     CommandType = 11 // clusterv1.CommandRef
-	CmdUpsertMember        CommandType = 12 // clusterv1.Member
-	CmdRemoveMember        CommandType = 13 // clusterv1.MemberRef
-)
-
-var commandNames = map[CommandType]string{
-	CmdRegisterAgent: "register_agent", CmdReconcileAgent: "reconcile_agent",
-	CmdDeregisterAgent: "deregister_agent", CmdSetRegistrationKeys: "set_registration_keys",
-	CmdSetIsolation: "set_isolation", CmdSetDNSOverride: "set_dns_override",
-	CmdDeleteDNSOverride: "delete_dns_override", CmdSetAllowList: "set_allow_list",
-	CmdDeleteAllowList: "delete_allow_list", CmdEnqueueCommand: "enqueue_command",
-	CmdCompleteCommand: "complete_command", CmdUpsertMember: "upsert_member",
-	CmdRemoveMember: "remove_member",
-}
-
-func (t CommandType) String() string {
-	if n, ok := commandNames[t]; ok {
-		return n
-	}
-	return fmt.Sprintf("command(%d)", uint8(t))
-}
-
 // Command is one typed write.
 type Command struct {
 	Type CommandType
 	Body proto.Message
 }
 
-// Encode returns the log entry bytes: type byte + protobuf body.
+// Encode returns the log entry bytes: type byte + protobuf body. A type
+// this build does not know is refused unless it carries IgnoreIfUnknown.
 func (c Command) Encode() ([]byte, error) {
-	if _, ok := commandNames[c.Type]; !ok {
+	if !c.Type.Known() && !c.Type.Ignorable() {
 		return nil, fmt.Errorf("encode %s: %w", c.Type, ErrUnknownCommand)
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.Body)
@@ -73,6 +38,33 @@ type fsm struct {
 	watch    *watchers
 	log      *slog.Logger
 	restores atomic.Uint64
+	ignored  atomic.Uint64 // entries of unknown types flagged IgnoreIfUnknown
+
+	// fatal is set by the first entry this build cannot apply safely (an
+	// unknown type without IgnoreIfUnknown); from then on the FSM applies
+	// nothing and takes no snapshot, and stopped is closed so the node stops.
+	fatal    atomic.Pointer[error]
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+func newFSM(store *Store, watch *watchers, log *slog.Logger) *fsm {
+	return &fsm{store: store, watch: watch, log: log, stopped: make(chan struct{})}
+}
+
+// Fatal is the error that stopped the FSM, or nil.
+func (f *fsm) Fatal() error {
+	if p := f.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (f *fsm) stop(err error) {
+	f.stopOnce.Do(func() {
+		f.fatal.Store(&err)
+		close(f.stopped)
+	})
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -82,14 +74,28 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
+	if err := f.Fatal(); err != nil {
+		return err // applying past an entry it could not apply would diverge
+	}
 	if len(l.Data) == 0 {
 		return fmt.Errorf("apply index %d: empty entry", l.Index)
 	}
 	t, body := CommandType(l.Data[0]), l.Data[1:]
+	if !t.Known() {
+		if t.Ignorable() {
+			f.ignored.Add(1)
+			f.log.Warn("raft entry of a command type unknown to this version skipped (it is flagged ignore-if-unknown)", "index", l.Index, "type", t.Number())
+			return nil
+		}
+		err := fmt.Errorf("%w: raft log index %d holds command type %d, unknown to this version; refusing to apply it and everything after it so that the nodes cannot diverge: upgrade this relay", ErrUnknownCommand, l.Index, t.Number())
+		f.log.Error("cluster node stopping", "err", err)
+		f.stop(err)
+		return err
+	}
 	var kinds Kinds
 	var err error
 	f.store.mu.Lock()
-	switch t {
+	switch t &^ IgnoreIfUnknown {
 	case CmdRegisterAgent:
 		kinds, err = f.applyRegisterAgent(body)
 	case CmdReconcileAgent:
@@ -302,6 +308,9 @@ func (f *fsm) applyRemoveMember(b []byte) (Kinds, error) {
 
 // Snapshot captures the state; Persist runs concurrently with Apply.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.Fatal(); err != nil {
+		return nil, fmt.Errorf("no snapshot of a state that stopped short: %w", err)
+	}
 	f.store.mu.RLock()
 	defer f.store.mu.RUnlock()
 	return &fsmSnapshot{st: f.store.st.copy()}, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -15,7 +16,7 @@ import (
 )
 
 func newTestFSM() *fsm {
-	return &fsm{store: newStore(), watch: newWatchers(), log: slog.New(slog.DiscardHandler)}
+	return newFSM(newStore(), newWatchers(), slog.New(slog.DiscardHandler))
 }
 
 func applyAll(t *testing.T, f *fsm, cmds ...Command) {
@@ -147,7 +148,7 @@ func TestApplyRejectsBadEntries(t *testing.T) {
 		data []byte
 	}{
 		{"empty", nil},
-		{"unknown type", []byte{200, 1, 2}},
+		{"unknown type", []byte{72, 1, 2}},
 		{"garbage body", []byte{byte(CmdRegisterAgent), 0xff, 0xff, 0xff}},
 		{"agent without tenant", mustEncode(t, Command{CmdRegisterAgent, &clusterv1.Agent{AgentId: "x"}})},
 		{"bad dns", mustEncode(t, Command{CmdSetDNSOverride, &clusterv1.DnsOverride{Name: "x.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"nope"}}})},
@@ -190,5 +191,62 @@ func TestRestoreRejectsCorruptSnapshots(t *testing.T) {
 				t.Fatal("got nil error, want one")
 			}
 		})
+	}
+}
+
+// An entry of a command type this version does not know stops the FSM
+// with an error naming the number, unless flagged IgnoreIfUnknown; after
+// it nothing is applied and no snapshot is taken.
+func TestUnknownCommandTypeStopsTheFSM(t *testing.T) {
+	f := newTestFSM()
+	applyAll(t, f, Command{CmdRegisterAgent, &clusterv1.Agent{AgentId: "a1", TenantId: "t1"}})
+
+	resp := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{77 | byte(IgnoreIfUnknown), 1, 2}})
+	if resp != nil || f.ignored.Load() != 1 || f.Fatal() != nil {
+		t.Fatalf("flagged unknown type: got %v, %d ignored, fatal %v; want skipped and counted", resp, f.ignored.Load(), f.Fatal())
+	}
+
+	resp = f.Apply(&raft.Log{Index: 42, Type: raft.LogCommand, Data: []byte{77, 1, 2}})
+	err, _ := resp.(error)
+	if err == nil || !errors.Is(err, ErrUnknownCommand) || !strings.Contains(err.Error(), "command type 77") || !strings.Contains(err.Error(), "index 42") {
+		t.Fatalf("unknown type 77: got %v, want an error naming type 77 at index 42", resp)
+	}
+	select {
+	case <-f.stopped:
+	default:
+		t.Fatal("the FSM did not ask the node to stop")
+	}
+	if resp := f.Apply(&raft.Log{Index: 43, Type: raft.LogCommand, Data: mustEncode(t, Command{CmdRegisterAgent, &clusterv1.Agent{AgentId: "a2", TenantId: "t1"}})}); resp == nil {
+		t.Fatal("an entry after the unknown one was applied")
+	}
+	if _, err := f.store.Agent("a2"); err == nil {
+		t.Fatal("the state moved past the entry it could not apply")
+	}
+	if _, err := f.Snapshot(); err == nil {
+		t.Fatal("snapshot of a stopped FSM: got none error, want one")
+	}
+}
+
+// Every command number is below the flag bit, used once, named, and not
+// reserved; Encode refuses an unknown type unless it is flagged.
+func TestCommandNumbers(t *testing.T) {
+	seen := map[uint8]bool{}
+	for c, name := range commandNames {
+		if c&IgnoreIfUnknown != 0 || c == 0 {
+			t.Errorf("%s: number %d is not in 1..127", name, c)
+		}
+		if seen[c.Number()] {
+			t.Errorf("%s: number %d used twice", name, c)
+		}
+		seen[c.Number()] = true
+		if why, ok := reservedCommands[c]; ok {
+			t.Errorf("%s: number %d is reserved (%s)", name, c, why)
+		}
+	}
+	if _, err := (Command{Type: 99, Body: &clusterv1.AgentRef{}}).Encode(); !errors.Is(err, ErrUnknownCommand) {
+		t.Errorf("encode unknown 99: got %v, want ErrUnknownCommand", err)
+	}
+	if _, err := (Command{Type: 99 | IgnoreIfUnknown, Body: &clusterv1.AgentRef{}}).Encode(); err != nil {
+		t.Errorf("encode flagged 99: %v", err)
 	}
 }

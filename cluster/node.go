@@ -73,11 +73,18 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	}
 	log := deps.Logger.With("component", "cluster", "node", cfg.NodeID)
 	store, ws := newStore(), newWatchers()
-	return &Node{
+	n := &Node{
 		cfg: cfg, deps: deps, log: log, metrics: newMetrics(deps.Registry),
-		store: store, watch: ws, fsm: &fsm{store: store, watch: ws, log: log},
+		store: store, watch: ws, fsm: newFSM(store, ws, log),
 		done: make(chan struct{}), started: make(chan struct{}),
-	}, nil
+	}
+	if deps.Registry != nil {
+		deps.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "gatehouse_cluster_ignored_unknown_commands_total",
+			Help: "Raft entries of command types unknown to this version, skipped because flagged ignore-if-unknown.",
+		}, func() float64 { return float64(n.fsm.ignored.Load()) }))
+	}
+	return n, nil
 }
 
 // Initialized reports whether dataDir holds cluster credentials (after
@@ -233,6 +240,7 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-n.done:
+	case <-n.fsm.stopped:
 	}
 	cancel()
 	err = r.Shutdown().Error()
@@ -240,6 +248,9 @@ func (n *Node) Run(ctx context.Context) error {
 	sl.Close()
 	wg.Wait()
 	sl.wg.Wait()
+	if ferr := n.fsm.Fatal(); ferr != nil {
+		return ferr
+	}
 	if err != nil {
 		return fmt.Errorf("raft shutdown: %w", err)
 	}

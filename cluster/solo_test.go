@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -108,4 +111,45 @@ func hostOf(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// The leader refuses to commit a write of a type it does not know (a newer
+// follower forwarded it); an entry of that type already in the log (left by
+// a newer leader) stops the node with an error naming the number, and it
+// stops again at its next start instead of skipping it.
+func TestNodeStopsAtUnknownCommandType(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	if err := InitSolo(dir, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, testConfig(dir, "n1", "127.0.0.1:0"))
+	waitFor(t, "leader", func() bool { return isLeader(n) })
+	if _, err := n.applyLeader([]byte{77, 1}, time.Second); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("leader asked to commit type 77: got %v, want ErrUnknownCommand", err)
+	}
+	if _, err := n.RegisterAgent(ctxT(t), agent("a1")); err != nil {
+		t.Fatalf("after refusing type 77 the node must go on: %v", err)
+	}
+	// What a newer leader would have written.
+	if err := n.r().Apply([]byte{77, 1}, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-n.errc:
+		n.errc = nil
+		if !errors.Is(err, ErrUnknownCommand) || !strings.Contains(err.Error(), "command type 77") {
+			t.Fatalf("run: got %v, want an error naming command type 77", err)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("the node did not stop at a command type it does not know")
+	}
+	again, err := New(testConfig(dir, "n1", "127.0.0.1:0"), Deps{Logger: testLogger(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := again.Run(ctx); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("restart over the same log: got %v, want it to stop again", err)
+	}
 }
