@@ -223,7 +223,7 @@ func TestFollowerForwardingAndBarrier(t *testing.T) {
 		waitFor(t, "agent on "+n.id, func() bool { return hasAgent(n, "fwd") })
 	}
 	// A refused command is final, not retried until the timeout.
-	if _, err := f.Apply(ctxT(t), Command{CmdReconcileAgent, &clusterv1.AgentRef{AgentId: "nobody"}}); err == nil || errors.Is(err, ErrNoQuorum) {
+	if _, err := f.Apply(ctxT(t), Command{Type: CmdReconcileAgent, Body: &clusterv1.AgentRef{AgentId: "nobody"}}); err == nil || errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("reconcile unknown agent: got %v, want a not-found error", err)
 	}
 }
@@ -293,7 +293,7 @@ func TestSnapshotCatchUpOfNewNode(t *testing.T) {
 	n4 := c.join("n4")
 	c.waitConverged()
 	waitFor(t, "the new node to catch up", func() bool { return len(n4.Store().Agents()) == 60 })
-	if got := n4.fsm.restores.Load(); got == 0 {
+	if got := n4.fsm.Restores(); got == 0 {
 		t.Fatalf("restores on the new node: got %d, want at least 1 (caught up from a snapshot)", got)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gatehouse/gatehouse/cluster/state"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
@@ -14,11 +17,11 @@ import (
 // RegisterAgent records a registered agent. pendingReconcile marks an
 // offline registration the relay must still tell the cloud about.
 func (n *Node) RegisterAgent(ctx context.Context, a *clusterv1.Agent) (uint64, error) {
-	a = clone(a)
+	a = proto.CloneOf(a)
 	if a.RegisteredUnixMs == 0 {
 		a.RegisteredUnixMs = n.deps.Now().UnixMilli()
 	}
-	if err := validateAgent(a); err != nil {
+	if err := state.ValidateAgent(a); err != nil {
 		return 0, err
 	}
 	return n.Apply(ctx, Command{Type: CmdRegisterAgent, Body: a})
@@ -56,7 +59,7 @@ func (n *Node) SetIsolation(ctx context.Context, agentID string, isolated bool) 
 
 // SetDNSOverride adds or replaces the override for (name, type).
 func (n *Node) SetDNSOverride(ctx context.Context, d *clusterv1.DnsOverride) (uint64, error) {
-	if err := validateDNS(d); err != nil {
+	if err := state.ValidateDNS(d); err != nil {
 		return 0, err
 	}
 	return n.Apply(ctx, Command{Type: CmdSetDNSOverride, Body: d})
@@ -69,7 +72,7 @@ func (n *Node) DeleteDNSOverride(ctx context.Context, name string, typ clusterv1
 
 // SetAllowList replaces a tenant's allow-list.
 func (n *Node) SetAllowList(ctx context.Context, a *clusterv1.AllowList) (uint64, error) {
-	if err := validateAllowList(a); err != nil {
+	if err := state.ValidateAllowList(a); err != nil {
 		return 0, err
 	}
 	return n.Apply(ctx, Command{Type: CmdSetAllowList, Body: a})
@@ -82,7 +85,7 @@ func (n *Node) DeleteAllowList(ctx context.Context, tenantID string) (uint64, er
 
 // EnqueueCommand stores a command for an agent until its result arrives.
 func (n *Node) EnqueueCommand(ctx context.Context, c *clusterv1.PendingCommand) (uint64, error) {
-	c = clone(c)
+	c = proto.CloneOf(c)
 	if c.CreatedUnixMs == 0 {
 		c.CreatedUnixMs = n.deps.Now().UnixMilli()
 	}

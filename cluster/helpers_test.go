@@ -1,5 +1,13 @@
 package cluster
 
-import "fmt"
+import "testing"
 
-func fmtAny(v any) string { return fmt.Sprintf("%#v", v) }
+
+func mustEncode(t *testing.T, c Command) []byte {
+	t.Helper()
+	b, err := c.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -46,7 +46,7 @@ func TestMTLSRefusesForeignNodes(t *testing.T) {
 	c := newTestCluster(t, 1, nil)
 	n1 := c.nodes[0]
 	apply := &clusterv1.RpcRequest{Call: &clusterv1.RpcRequest_Apply{Apply: &clusterv1.ApplyCall{
-		CommandType: uint32(CmdSetIsolation), Body: mustEncode(t, Command{CmdSetIsolation, &clusterv1.IsolationIntent{AgentId: "evil", Isolated: true}})[1:],
+		CommandType: uint32(CmdSetIsolation), Body: mustEncode(t, Command{Type: CmdSetIsolation, Body: &clusterv1.IsolationIntent{AgentId: "evil", Isolated: true}})[1:],
 	}}}
 
 	// A node of another site (its own CA) is refused at the TLS handshake.

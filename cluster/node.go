@@ -22,6 +22,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatehouse/gatehouse/cluster/state"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
@@ -42,8 +43,8 @@ type Node struct {
 	log     *slog.Logger
 	metrics *metrics
 	store   *Store
-	watch   *watchers
-	fsm     *fsm
+	watch   *state.Watchers
+	fsm     *state.FSM
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -72,17 +73,17 @@ func New(cfg Config, deps Deps) (*Node, error) {
 		deps.Dial = d.DialContext
 	}
 	log := deps.Logger.With("component", "cluster", "node", cfg.NodeID)
-	store, ws := newStore(), newWatchers()
+	store, ws := state.NewStore(), state.NewWatchers()
 	n := &Node{
 		cfg: cfg, deps: deps, log: log, metrics: newMetrics(deps.Registry),
-		store: store, watch: ws, fsm: newFSM(store, ws, log),
+		store: store, watch: ws, fsm: state.NewFSM(store, ws, log),
 		done: make(chan struct{}), started: make(chan struct{}),
 	}
 	if deps.Registry != nil {
 		deps.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "gatehouse_cluster_ignored_unknown_commands_total",
 			Help: "Raft entries of command types unknown to this version, skipped because flagged ignore-if-unknown.",
-		}, func() float64 { return float64(n.fsm.ignored.Load()) }))
+		}, func() float64 { return float64(n.fsm.Ignored()) }))
 	}
 	return n, nil
 }
@@ -98,7 +99,7 @@ func Initialized(dataDir string) bool {
 func (n *Node) Store() *Store { return n.store }
 
 // Watch returns a watcher told about changes of the given kinds.
-func (n *Node) Watch(kinds Kinds) *Watcher { return n.watch.add(kinds) }
+func (n *Node) Watch(kinds Kinds) *Watcher { return n.watch.Add(kinds) }
 
 // Started is closed once Run has the cluster port bound and Raft running.
 func (n *Node) Started() <-chan struct{} { return n.started }
@@ -240,7 +241,7 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-n.done:
-	case <-n.fsm.stopped:
+	case <-n.fsm.Stopped():
 	}
 	cancel()
 	err = r.Shutdown().Error()

@@ -30,8 +30,9 @@ func cloudStub(t *testing.T) *httptest.Server { return cloudStubWith(t, stubOpti
 
 // stubOptions change what cloudStub answers.
 type stubOptions struct {
-	// poll is the control state answered; nil: version 1 and nothing else.
-	poll *cloudv1.ControlPollResponse
+	// poll is the control state answered; nil (or holding nil): version 1
+	// and nothing else. Tests change it to change the cloud's state.
+	poll *atomic.Pointer[cloudv1.ControlPollResponse]
 	// down, while true, makes every call fail as an overloaded cloud does.
 	down *atomic.Bool
 }
@@ -64,8 +65,8 @@ func cloudStubWith(t *testing.T, opt stubOptions) *httptest.Server {
 			case <-time.After(50 * time.Millisecond):
 			}
 			m = &cloudv1.ControlPollResponse{Version: 1}
-			if opt.poll != nil {
-				m = opt.poll
+			if opt.poll != nil && opt.poll.Load() != nil {
+				m = opt.poll.Load()
 			}
 		case "/v1/ingest/upload":
 			dec, _ := zstd.NewReader(nil)

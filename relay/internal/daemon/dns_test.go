@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,16 +12,18 @@ import (
 
 	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/identity"
-	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 )
 
 // A clustered relay with DNS on: the file's override is answered at once,
-// and an override written to the cluster's Raft state is answered without
-// a restart, winning over the file's record of the same name and type.
+// and an override the cloud adds reaches the cluster's Raft state and is
+// answered without a restart, winning over the file's record of the same
+// name and type.
 func TestClusteredRelayServesDNSOverrides(t *testing.T) {
-	cloud := cloudStub(t)
+	poll := &atomic.Pointer[cloudv1.ControlPollResponse]{}
+	cloud := cloudStubWith(t, stubOptions{poll: poll})
 	cfg := config.Default()
 	cfg.Name = "relay-a"
 	cfg.DataDir = t.TempDir()
@@ -75,13 +78,10 @@ func TestClusteredRelayServesDNSOverrides(t *testing.T) {
 		st, err := d.node.Status()
 		return err == nil && st.LeaderID != ""
 	})
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if _, err := d.node.SetDNSOverride(wctx, &clusterv1.DnsOverride{
-		Name: "api.cloud.example.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	poll.Store(&cloudv1.ControlPollResponse{Version: 2, DnsOverrides: []*cloudv1.DnsOverride{{
+		Name: "api.cloud.example.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
+	}}})
+	waitFor(t, "the override in the Raft state", func() bool { return len(d.node.Store().DNSOverrides()) == 1 })
 	waitFor(t, "cluster override answered", func() bool { return lookup("api.cloud.example.") == "198.51.100.7" })
 	if got := lookup("ingest.cloud.example."); got != "192.0.2.10" {
 		t.Fatalf("file override after cluster change: got %q, want 192.0.2.10", got)

@@ -30,7 +30,8 @@ import (
 func TestSingleRelayServesFromReplicatedState(t *testing.T) {
 	agentID := testkit.Identity(t)
 	down := &atomic.Bool{}
-	cloud := cloudStubWith(t, stubOptions{down: down, poll: &cloudv1.ControlPollResponse{
+	poll := &atomic.Pointer[cloudv1.ControlPollResponse]{}
+	poll.Store(&cloudv1.ControlPollResponse{
 		Version: 2,
 		DnsOverrides: []*cloudv1.DnsOverride{{
 			Name: "api.cloud.example.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
@@ -40,7 +41,8 @@ func TestSingleRelayServesFromReplicatedState(t *testing.T) {
 		Actions: []*cloudv1.PendingAction{{
 			ActionId: "act-1", AgentId: agentID.ID(), Type: "collect_logs", Payload: []byte(`{}`), CreatedUnixMs: 1,
 		}},
-	}})
+	})
+	cloud := cloudStubWith(t, stubOptions{down: down, poll: poll})
 	cfg := config.Default()
 	cfg.Name = "relay-alone"
 	cfg.DataDir = t.TempDir()

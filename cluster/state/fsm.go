@@ -1,4 +1,4 @@
-package cluster
+package state
 
 import (
 	"fmt"
@@ -32,7 +32,10 @@ func (c Command) Encode() ([]byte, error) {
 	return append([]byte{byte(c.Type)}, b...), nil
 }
 
-// fsm applies committed log entries to the Store and tells watchers.
+// FSM is the Raft state machine: it applies committed log entries to the
+// Store and tells watchers.
+type FSM = fsm
+
 type fsm struct {
 	store    *Store
 	watch    *watchers
@@ -48,7 +51,8 @@ type fsm struct {
 	stopOnce sync.Once
 }
 
-func newFSM(store *Store, watch *watchers, log *slog.Logger) *fsm {
+// NewFSM returns the state machine of store.
+func NewFSM(store *Store, watch *Watchers, log *slog.Logger) *FSM {
 	return &fsm{store: store, watch: watch, log: log, stopped: make(chan struct{})}
 }
 
@@ -59,6 +63,15 @@ func (f *fsm) Fatal() error {
 	}
 	return nil
 }
+
+// Stopped is closed when the FSM met an entry it cannot apply (Fatal).
+func (f *fsm) Stopped() <-chan struct{} { return f.stopped }
+
+// Ignored counts skipped entries of unknown types flagged IgnoreIfUnknown.
+func (f *fsm) Ignored() uint64 { return f.ignored.Load() }
+
+// Restores counts snapshots restored (a node catching up from a snapshot).
+func (f *fsm) Restores() uint64 { return f.restores.Load() }
 
 func (f *fsm) stop(err error) {
 	f.stopOnce.Do(func() {
@@ -148,7 +161,7 @@ func (f *fsm) applyRegisterAgent(b []byte) (Kinds, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := validateAgent(a); err != nil {
+	if err := ValidateAgent(a); err != nil {
 		return 0, err
 	}
 	f.store.st.agents[a.AgentId] = a
@@ -218,7 +231,7 @@ func (f *fsm) applySetDNSOverride(b []byte) (Kinds, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := validateDNS(d); err != nil {
+	if err := ValidateDNS(d); err != nil {
 		return 0, err
 	}
 	f.store.st.dns[dnsKey{d.Name, d.Type}] = d
@@ -239,7 +252,7 @@ func (f *fsm) applySetAllowList(b []byte) (Kinds, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := validateAllowList(a); err != nil {
+	if err := ValidateAllowList(a); err != nil {
 		return 0, err
 	}
 	f.store.st.allow[a.TenantId] = a

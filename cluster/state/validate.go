@@ -1,4 +1,4 @@
-package cluster
+package state
 
 import (
 	"crypto/ed25519"
@@ -9,7 +9,7 @@ import (
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
-func validateAgent(a *clusterv1.Agent) error {
+func ValidateAgent(a *clusterv1.Agent) error {
 	if a.AgentId == "" || a.TenantId == "" {
 		return fmt.Errorf("agent: agent_id and tenant_id are required")
 	}
@@ -19,7 +19,7 @@ func validateAgent(a *clusterv1.Agent) error {
 	return nil
 }
 
-func validateDNS(d *clusterv1.DnsOverride) error {
+func ValidateDNS(d *clusterv1.DnsOverride) error {
 	if d.Name == "" || !strings.HasSuffix(d.Name, ".") || d.Name != strings.ToLower(d.Name) {
 		return fmt.Errorf("dns override %q: name must be lower case and fully qualified (trailing dot)", d.Name)
 	}
@@ -50,7 +50,7 @@ func validateDNS(d *clusterv1.DnsOverride) error {
 	return nil
 }
 
-func validateAllowList(a *clusterv1.AllowList) error {
+func ValidateAllowList(a *clusterv1.AllowList) error {
 	if a.TenantId == "" {
 		return fmt.Errorf("allow-list: tenant_id is required")
 	}

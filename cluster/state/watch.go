@@ -1,4 +1,4 @@
-package cluster
+package state
 
 import "sync"
 
@@ -52,7 +52,14 @@ type watchers struct {
 	set map[*Watcher]struct{}
 }
 
-func newWatchers() *watchers { return &watchers{set: map[*Watcher]struct{}{}} }
+// Watchers are the watchers of one Store, told by its FSM.
+type Watchers = watchers
+
+// NewWatchers returns an empty set.
+func NewWatchers() *Watchers { return &watchers{set: map[*Watcher]struct{}{}} }
+
+// Add returns a watcher told about changes of the given kinds.
+func (ws *watchers) Add(mask Kinds) *Watcher { return ws.add(mask) }
 
 func (ws *watchers) add(mask Kinds) *Watcher {
 	w := &Watcher{w: ws, mask: mask, ch: make(chan struct{}, 1)}

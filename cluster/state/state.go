@@ -1,4 +1,4 @@
-package cluster
+package state
 
 import (
 	"sort"
@@ -76,7 +76,8 @@ type Store struct {
 	st *state
 }
 
-func newStore() *Store { return &Store{st: newState()} }
+// NewStore returns an empty state.
+func NewStore() *Store { return &Store{st: newState()} }
 
 func clone[T proto.Message](m T) T { return proto.Clone(m).(T) }
 

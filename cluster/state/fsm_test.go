@@ -1,4 +1,4 @@
-package cluster
+package state
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 )
 
 func newTestFSM() *fsm {
-	return newFSM(newStore(), newWatchers(), slog.New(slog.DiscardHandler))
+	return NewFSM(NewStore(), NewWatchers(), slog.New(slog.DiscardHandler))
 }
 
 func applyAll(t *testing.T, f *fsm, cmds ...Command) {

@@ -1,0 +1,5 @@
+package state
+
+import "fmt"
+
+func fmtAny(v any) string { return fmt.Sprintf("%#v", v) }
