@@ -2,7 +2,6 @@ package cluster
 
 import "testing"
 
-
 func mustEncode(t *testing.T, c Command) []byte {
 	t.Helper()
 	b, err := c.Encode()
