@@ -19,7 +19,7 @@ import (
 func (n *Node) RegisterAgent(ctx context.Context, a *clusterv1.Agent) (uint64, error) {
 	a = proto.CloneOf(a)
 	if a.RegisteredUnixMs == 0 {
-		a.RegisteredUnixMs = n.deps.Now().UnixMilli()
+		a.RegisteredUnixMs = n.deps.Clock.Now().UnixMilli()
 	}
 	if err := state.ValidateAgent(a); err != nil {
 		return 0, err
@@ -53,7 +53,7 @@ func (n *Node) SetRegistrationKeys(ctx context.Context, version uint64, keys []*
 // SetIsolation records whether an agent must be isolated.
 func (n *Node) SetIsolation(ctx context.Context, agentID string, isolated bool) (uint64, error) {
 	return n.Apply(ctx, Command{Type: CmdSetIsolation, Body: &clusterv1.IsolationIntent{
-		AgentId: agentID, Isolated: isolated, UpdatedUnixMs: n.deps.Now().UnixMilli(),
+		AgentId: agentID, Isolated: isolated, UpdatedUnixMs: n.deps.Clock.Now().UnixMilli(),
 	}})
 }
 
@@ -87,7 +87,7 @@ func (n *Node) DeleteAllowList(ctx context.Context, tenantID string) (uint64, er
 func (n *Node) EnqueueCommand(ctx context.Context, c *clusterv1.PendingCommand) (uint64, error) {
 	c = proto.CloneOf(c)
 	if c.CreatedUnixMs == 0 {
-		c.CreatedUnixMs = n.deps.Now().UnixMilli()
+		c.CreatedUnixMs = n.deps.Clock.Now().UnixMilli()
 	}
 	return n.Apply(ctx, Command{Type: CmdEnqueueCommand, Body: c})
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"google.golang.org/protobuf/proto"
@@ -30,8 +31,8 @@ import (
 type Deps struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
-	// Now is the clock for timestamps in the Apply helpers.
-	Now func() time.Time
+	// Clock stamps the Apply helpers' writes; nil: the real clock.
+	Clock clockwork.Clock
 	// Dial opens TCP connections to peers (tests inject faults here).
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
@@ -65,8 +66,8 @@ func New(cfg Config, deps Deps) (*Node, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if deps.Now == nil {
-		deps.Now = time.Now
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
 	}
 	if deps.Dial == nil {
 		var d net.Dialer
