@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"time"
 
@@ -204,25 +203,12 @@ func (c *Client) dialTCP(ctx context.Context, addr string) (conn, *pinCheck, err
 		raw.Close()
 		return nil, nil, dialErr(pc, addr, kind, err)
 	}
-	sess, err := yamux.Client(tlsc, yamuxConfig(c.log))
+	sess, err := yamux.Client(tlsc, framing.YamuxConfig(c.log))
 	if err != nil {
 		tlsc.Close()
 		return nil, nil, fmt.Errorf("relay %s: yamux: %w", addr, err)
 	}
 	return tcpConn{sess: sess, kind: kind}, pc, nil
-}
-
-func yamuxConfig(log *slog.Logger) *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.EnableKeepAlive = true
-	c.KeepAliveInterval = 15 * time.Second
-	c.ConnectionWriteTimeout = 30 * time.Second
-	c.MaxStreamWindowSize = 1 << 20
-	c.StreamOpenTimeout = 30 * time.Second
-	c.StreamCloseTimeout = 30 * time.Second
-	c.LogOutput = nil
-	c.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	return c
 }
 
 // savePinOnFirstUse pins the key seen in a trust-on-first-use handshake.
