@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
@@ -28,14 +27,9 @@ const (
 // yamux session over TLS on TCP (direct or through an HTTP CONNECT proxy).
 // Every stream is a separate flow, so lanes keep their priorities.
 type conn interface {
-	OpenStream(ctx context.Context) (stream, error)
+	OpenStream(ctx context.Context) (framing.Stream, error)
 	Close()
 	Transport() string
-}
-
-type stream interface {
-	io.ReadWriter
-	SetReadDeadline(t time.Time) error
 }
 
 // quicConn is a QUIC connection whose stream writes are timed (writeClock),
@@ -45,7 +39,7 @@ type quicConn struct {
 	w *writeClock
 }
 
-func (q *quicConn) OpenStream(ctx context.Context) (stream, error) {
+func (q *quicConn) OpenStream(ctx context.Context) (framing.Stream, error) {
 	st, err := q.c.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, err
@@ -70,7 +64,7 @@ type tcpConn struct {
 	kind string
 }
 
-func (t tcpConn) OpenStream(ctx context.Context) (stream, error) {
+func (t tcpConn) OpenStream(ctx context.Context) (framing.Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

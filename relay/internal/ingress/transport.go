@@ -44,11 +44,7 @@ type agentConn interface {
 
 // agentStream is one bidirectional stream of an agentConn.
 type agentStream interface {
-	Read(p []byte) (int, error)
-	Write(p []byte) (int, error)
-	Close() error
-	SetReadDeadline(t time.Time) error
-	SetWriteDeadline(t time.Time) error
+	framing.Stream
 	// Abort stops reading: a blocked Read returns.
 	Abort()
 }
