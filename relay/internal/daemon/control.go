@@ -39,7 +39,7 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 
 	type dnsKey struct {
 		name string
-		typ  clusterv1.DnsType
+		typ  cloudv1.DnsType
 	}
 	want := map[dnsKey]*clusterv1.DnsOverride{}
 	for _, o := range dnsOverridesFrom(resp) {
@@ -79,13 +79,13 @@ func (d *Daemon) applyControl(ctx context.Context, resp *cloudv1.ControlPollResp
 	}
 }
 
-// dnsOverridesFrom is the poll's DNS overrides in the cluster's form (the
-// two DnsType enums share their numbers).
+// dnsOverridesFrom is the poll's DNS overrides in the cluster's form (both
+// schemas use cloud.v1's DnsType).
 func dnsOverridesFrom(resp *cloudv1.ControlPollResponse) []*clusterv1.DnsOverride {
 	var out []*clusterv1.DnsOverride
 	for _, o := range resp.GetDnsOverrides() {
 		out = append(out, &clusterv1.DnsOverride{
-			Name: o.GetName(), Type: clusterv1.DnsType(o.GetType()), Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds(),
+			Name: o.GetName(), Type: o.GetType(), Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds(),
 		})
 	}
 	return out

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse/gatehouse/cluster"
 	"github.com/gatehouse/gatehouse/internal/identity"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
@@ -78,7 +79,7 @@ func TestClusteredRelayServesDNSOverrides(t *testing.T) {
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
 	if _, err := d.node.SetDNSOverride(wctx, &clusterv1.DnsOverride{
-		Name: "api.cloud.example.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
+		Name: "api.cloud.example.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"198.51.100.7"}, TtlSeconds: 30,
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -31,64 +31,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-type DnsType int32
-
-const (
-	DnsType_DNS_TYPE_UNSPECIFIED DnsType = 0
-	DnsType_DNS_TYPE_A           DnsType = 1
-	DnsType_DNS_TYPE_AAAA        DnsType = 2
-	DnsType_DNS_TYPE_CNAME       DnsType = 3
-	DnsType_DNS_TYPE_SRV         DnsType = 4
-	DnsType_DNS_TYPE_TXT         DnsType = 5
-)
-
-// Enum value maps for DnsType.
-var (
-	DnsType_name = map[int32]string{
-		0: "DNS_TYPE_UNSPECIFIED",
-		1: "DNS_TYPE_A",
-		2: "DNS_TYPE_AAAA",
-		3: "DNS_TYPE_CNAME",
-		4: "DNS_TYPE_SRV",
-		5: "DNS_TYPE_TXT",
-	}
-	DnsType_value = map[string]int32{
-		"DNS_TYPE_UNSPECIFIED": 0,
-		"DNS_TYPE_A":           1,
-		"DNS_TYPE_AAAA":        2,
-		"DNS_TYPE_CNAME":       3,
-		"DNS_TYPE_SRV":         4,
-		"DNS_TYPE_TXT":         5,
-	}
-)
-
-func (x DnsType) Enum() *DnsType {
-	p := new(DnsType)
-	*p = x
-	return p
-}
-
-func (x DnsType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (DnsType) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
-}
-
-func (DnsType) Type() protoreflect.EnumType {
-	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[0]
-}
-
-func (x DnsType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use DnsType.Descriptor instead.
-func (DnsType) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
-}
-
 type RpcCode int32
 
 const (
@@ -131,11 +73,11 @@ func (x RpcCode) String() string {
 }
 
 func (RpcCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
+	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
 }
 
 func (RpcCode) Type() protoreflect.EnumType {
-	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[1]
+	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[0]
 }
 
 func (x RpcCode) Number() protoreflect.EnumNumber {
@@ -144,7 +86,7 @@ func (x RpcCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RpcCode.Descriptor instead.
 func (RpcCode) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
 // Agent is a registered agent as the site knows it.
@@ -406,13 +348,16 @@ func (x *IsolationIntent) GetUpdatedUnixMs() int64 {
 	return 0
 }
 
+// DnsOverride is cloud.v1's DnsOverride as the site stores it. Its type is
+// cloud.v1's enum (one definition; the numbers are what the raft log and
+// snapshots hold, so they never change).
 type DnsOverride struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Fully qualified, lower case, with the trailing dot.
-	Name          string   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          DnsType  `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cluster.v1.DnsType" json:"type,omitempty"`
-	Values        []string `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
-	TtlSeconds    uint32   `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Name          string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          v1.DnsType `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cloud.v1.DnsType" json:"type,omitempty"`
+	Values        []string   `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	TtlSeconds    uint32     `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,11 +399,11 @@ func (x *DnsOverride) GetName() string {
 	return ""
 }
 
-func (x *DnsOverride) GetType() DnsType {
+func (x *DnsOverride) GetType() v1.DnsType {
 	if x != nil {
 		return x.Type
 	}
-	return DnsType_DNS_TYPE_UNSPECIFIED
+	return v1.DnsType(0)
 }
 
 func (x *DnsOverride) GetValues() []string {
@@ -478,7 +423,7 @@ func (x *DnsOverride) GetTtlSeconds() uint32 {
 type DnsOverrideRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          DnsType                `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cluster.v1.DnsType" json:"type,omitempty"`
+	Type          v1.DnsType             `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cloud.v1.DnsType" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,11 +465,11 @@ func (x *DnsOverrideRef) GetName() string {
 	return ""
 }
 
-func (x *DnsOverrideRef) GetType() DnsType {
+func (x *DnsOverrideRef) GetType() v1.DnsType {
 	if x != nil {
 		return x.Type
 	}
-	return DnsType_DNS_TYPE_UNSPECIFIED
+	return v1.DnsType(0)
 }
 
 // AllowList is what an isolated agent of a tenant may still reach.
@@ -1609,16 +1554,16 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x0fIsolationIntent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bisolated\x18\x02 \x01(\bR\bisolated\x12&\n" +
-	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\x8d\x01\n" +
+	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\x8b\x01\n" +
 	"\vDnsOverride\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1d.gatehouse.cluster.v1.DnsTypeR\x04type\x12\x16\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1b.gatehouse.cloud.v1.DnsTypeR\x04type\x12\x16\n" +
 	"\x06values\x18\x03 \x03(\tR\x06values\x12\x1f\n" +
 	"\vttl_seconds\x18\x04 \x01(\rR\n" +
-	"ttlSeconds\"W\n" +
+	"ttlSeconds\"U\n" +
 	"\x0eDnsOverrideRef\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1d.gatehouse.cluster.v1.DnsTypeR\x04type\"T\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1b.gatehouse.cloud.v1.DnsTypeR\x04type\"T\n" +
 	"\tAllowList\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05cidrs\x18\x02 \x03(\tR\x05cidrs\x12\x14\n" +
@@ -1690,15 +1635,7 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.gatehouse.cluster.v1.RpcCodeR\x04code\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12=\n" +
-	"\acertify\x18\x04 \x01(\v2#.gatehouse.cluster.v1.CertifyResultR\acertify*~\n" +
-	"\aDnsType\x12\x18\n" +
-	"\x14DNS_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n" +
-	"\n" +
-	"DNS_TYPE_A\x10\x01\x12\x11\n" +
-	"\rDNS_TYPE_AAAA\x10\x02\x12\x12\n" +
-	"\x0eDNS_TYPE_CNAME\x10\x03\x12\x10\n" +
-	"\fDNS_TYPE_SRV\x10\x04\x12\x10\n" +
-	"\fDNS_TYPE_TXT\x10\x05*\x94\x01\n" +
+	"\acertify\x18\x04 \x01(\v2#.gatehouse.cluster.v1.CertifyResultR\acertify*\x94\x01\n" +
 	"\aRpcCode\x12\x0f\n" +
 	"\vRPC_CODE_OK\x10\x00\x12\x12\n" +
 	"\x0eRPC_CODE_ERROR\x10\x01\x12\x17\n" +
@@ -1719,53 +1656,53 @@ func file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_gatehouse_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_gatehouse_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_gatehouse_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_gatehouse_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gatehouse_cluster_v1_cluster_proto_goTypes = []any{
-	(DnsType)(0),                   // 0: gatehouse.cluster.v1.DnsType
-	(RpcCode)(0),                   // 1: gatehouse.cluster.v1.RpcCode
-	(*Agent)(nil),                  // 2: gatehouse.cluster.v1.Agent
-	(*AgentRef)(nil),               // 3: gatehouse.cluster.v1.AgentRef
-	(*RegistrationKeys)(nil),       // 4: gatehouse.cluster.v1.RegistrationKeys
-	(*IsolationIntent)(nil),        // 5: gatehouse.cluster.v1.IsolationIntent
-	(*DnsOverride)(nil),            // 6: gatehouse.cluster.v1.DnsOverride
-	(*DnsOverrideRef)(nil),         // 7: gatehouse.cluster.v1.DnsOverrideRef
-	(*AllowList)(nil),              // 8: gatehouse.cluster.v1.AllowList
-	(*PendingCommand)(nil),         // 9: gatehouse.cluster.v1.PendingCommand
-	(*CommandRef)(nil),             // 10: gatehouse.cluster.v1.CommandRef
-	(*Member)(nil),                 // 11: gatehouse.cluster.v1.Member
-	(*MemberRef)(nil),              // 12: gatehouse.cluster.v1.MemberRef
-	(*SnapshotHeader)(nil),         // 13: gatehouse.cluster.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),         // 14: gatehouse.cluster.v1.SnapshotRecord
-	(*RpcRequest)(nil),             // 15: gatehouse.cluster.v1.RpcRequest
-	(*ApplyCall)(nil),              // 16: gatehouse.cluster.v1.ApplyCall
-	(*BarrierCall)(nil),            // 17: gatehouse.cluster.v1.BarrierCall
-	(*AddVoterCall)(nil),           // 18: gatehouse.cluster.v1.AddVoterCall
-	(*RemoveServerCall)(nil),       // 19: gatehouse.cluster.v1.RemoveServerCall
-	(*CertifyCall)(nil),            // 20: gatehouse.cluster.v1.CertifyCall
-	(*CertifyResult)(nil),          // 21: gatehouse.cluster.v1.CertifyResult
-	(*RpcResponse)(nil),            // 22: gatehouse.cluster.v1.RpcResponse
-	(*v1.RegistrationKeyHash)(nil), // 23: gatehouse.cloud.v1.RegistrationKeyHash
+	(RpcCode)(0),                   // 0: gatehouse.cluster.v1.RpcCode
+	(*Agent)(nil),                  // 1: gatehouse.cluster.v1.Agent
+	(*AgentRef)(nil),               // 2: gatehouse.cluster.v1.AgentRef
+	(*RegistrationKeys)(nil),       // 3: gatehouse.cluster.v1.RegistrationKeys
+	(*IsolationIntent)(nil),        // 4: gatehouse.cluster.v1.IsolationIntent
+	(*DnsOverride)(nil),            // 5: gatehouse.cluster.v1.DnsOverride
+	(*DnsOverrideRef)(nil),         // 6: gatehouse.cluster.v1.DnsOverrideRef
+	(*AllowList)(nil),              // 7: gatehouse.cluster.v1.AllowList
+	(*PendingCommand)(nil),         // 8: gatehouse.cluster.v1.PendingCommand
+	(*CommandRef)(nil),             // 9: gatehouse.cluster.v1.CommandRef
+	(*Member)(nil),                 // 10: gatehouse.cluster.v1.Member
+	(*MemberRef)(nil),              // 11: gatehouse.cluster.v1.MemberRef
+	(*SnapshotHeader)(nil),         // 12: gatehouse.cluster.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),         // 13: gatehouse.cluster.v1.SnapshotRecord
+	(*RpcRequest)(nil),             // 14: gatehouse.cluster.v1.RpcRequest
+	(*ApplyCall)(nil),              // 15: gatehouse.cluster.v1.ApplyCall
+	(*BarrierCall)(nil),            // 16: gatehouse.cluster.v1.BarrierCall
+	(*AddVoterCall)(nil),           // 17: gatehouse.cluster.v1.AddVoterCall
+	(*RemoveServerCall)(nil),       // 18: gatehouse.cluster.v1.RemoveServerCall
+	(*CertifyCall)(nil),            // 19: gatehouse.cluster.v1.CertifyCall
+	(*CertifyResult)(nil),          // 20: gatehouse.cluster.v1.CertifyResult
+	(*RpcResponse)(nil),            // 21: gatehouse.cluster.v1.RpcResponse
+	(*v1.RegistrationKeyHash)(nil), // 22: gatehouse.cloud.v1.RegistrationKeyHash
+	(v1.DnsType)(0),                // 23: gatehouse.cloud.v1.DnsType
 }
 var file_gatehouse_cluster_v1_cluster_proto_depIdxs = []int32{
-	23, // 0: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
-	0,  // 1: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cluster.v1.DnsType
-	0,  // 2: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cluster.v1.DnsType
-	13, // 3: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
-	2,  // 4: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
-	4,  // 5: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
-	5,  // 6: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
-	6,  // 7: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
-	8,  // 8: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
-	9,  // 9: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
-	11, // 10: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
-	16, // 11: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
-	18, // 12: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
-	19, // 13: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
-	20, // 14: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
-	17, // 15: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
-	1,  // 16: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
-	21, // 17: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
+	22, // 0: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
+	23, // 1: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cloud.v1.DnsType
+	23, // 2: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cloud.v1.DnsType
+	12, // 3: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
+	1,  // 4: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
+	3,  // 5: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
+	4,  // 6: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
+	5,  // 7: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
+	7,  // 8: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
+	8,  // 9: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
+	10, // 10: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
+	15, // 11: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
+	17, // 12: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
+	18, // 13: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
+	19, // 14: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
+	16, // 15: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
+	0,  // 16: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
+	20, // 17: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
 	18, // [18:18] is the sub-list for method output_type
 	18, // [18:18] is the sub-list for method input_type
 	18, // [18:18] is the sub-list for extension type_name
@@ -1800,7 +1737,7 @@ func file_gatehouse_cluster_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_cluster_v1_cluster_proto_rawDesc), len(file_gatehouse_cluster_v1_cluster_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      1,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
