@@ -207,9 +207,9 @@ func (s *session) delivered(seqs []uint64) error {
 // again and the executor answers a repeated id with its recorded result.
 func (s *session) command(ctx context.Context, cmd *agentv1.Command) {
 	if s.c.opts.OnCommand == nil {
-		s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetType())
+		s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetAction().GetType().String())
 		_ = s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: &agentv1.CommandResult{
-			Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetType(),
+			Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetAction().GetType().String(),
 		}}})
 		return
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/gatehouse/gatehouse/cluster"
+	"github.com/gatehouse/gatehouse/internal/action"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
@@ -36,7 +38,7 @@ type clusterSource struct {
 func (c clusterSource) actions(agentID string) []*agentv1.Command {
 	var out []*agentv1.Command
 	for _, p := range c.node.Store().PendingCommands(agentID) {
-		out = append(out, &agentv1.Command{Id: p.GetCommandId(), Type: p.GetType(), Payload: p.GetPayload(), CreatedUnixMs: p.GetCreatedUnixMs()})
+		out = append(out, &agentv1.Command{Id: p.GetCommandId(), Action: p.GetAction(), CreatedUnixMs: p.GetCreatedUnixMs()})
 	}
 	return out
 }
@@ -60,7 +62,7 @@ func (p pollSource) actions(agentID string) []*agentv1.Command {
 	var out []*agentv1.Command
 	for _, a := range p.resp.GetActions() {
 		if a.GetAgentId() == agentID {
-			out = append(out, &agentv1.Command{Id: a.GetActionId(), Type: a.GetType(), Payload: a.GetPayload(), CreatedUnixMs: a.GetCreatedUnixMs()})
+			out = append(out, &agentv1.Command{Id: a.GetActionId(), Action: a.GetAction(), CreatedUnixMs: a.GetCreatedUnixMs()})
 		}
 	}
 	return out
@@ -109,21 +111,17 @@ func (d *Daemon) agentCommands(agentID string) []*agentv1.Command {
 // isolationCommand carries the desired state with the tenant's allow-list;
 // its id names the state, so an agent applies each distinct state once.
 func isolationCommand(isolated bool, src commandSource) *agentv1.Command {
-	typ, payload := "cancel_isolation", []byte(`{}`)
+	typ, act := "cancel_isolation", action.New(agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION)
 	if isolated {
 		cidrs, names := src.allowList()
 		typ = "isolate"
-		payload, _ = json.Marshal(map[string][]string{"allow_cidrs": nonNil(cidrs), "allow_names": nonNil(names)})
+		act = &agentv1.Action{Type: agentv1.ActionType_ACTION_TYPE_ISOLATE, Payload: &agentv1.Action_Isolate{Isolate: &agentv1.IsolatePayload{
+			AllowList: &agentv1.IsolationAllowList{Cidrs: cidrs, Names: names},
+		}}}
 	}
+	payload, _ := proto.MarshalOptions{Deterministic: true}.Marshal(act)
 	sum := sha256.Sum256(append([]byte(typ), payload...))
-	return &agentv1.Command{Id: stateCommandPrefix + typ + ":" + hex.EncodeToString(sum[:8]), Type: typ, Payload: payload}
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+	return &agentv1.Command{Id: stateCommandPrefix + typ + ":" + hex.EncodeToString(sum[:8]), Action: act}
 }
 
 // commandPusher pushes new commands to agents connected to this relay as
@@ -263,7 +261,7 @@ func (d *Daemon) syncActions(ctx context.Context, resp *cloudv1.ControlPollRespo
 	}
 	for _, a := range want {
 		if _, err := d.node.EnqueueCommand(ctx, &clusterv1.PendingCommand{
-			CommandId: a.GetActionId(), AgentId: a.GetAgentId(), Type: a.GetType(), Payload: a.GetPayload(), CreatedUnixMs: a.GetCreatedUnixMs(),
+			CommandId: a.GetActionId(), AgentId: a.GetAgentId(), Action: a.GetAction(), CreatedUnixMs: a.GetCreatedUnixMs(),
 		}); err != nil {
 			errs = append(errs, err)
 		}

@@ -16,6 +16,7 @@
 package clusterv1
 
 import (
+	v11 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	v1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -537,9 +538,8 @@ type PendingCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Action        *v11.Action            `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -588,25 +588,18 @@ func (x *PendingCommand) GetAgentId() string {
 	return ""
 }
 
-func (x *PendingCommand) GetType() string {
-	if x != nil {
-		return x.Type
-	}
-	return ""
-}
-
-func (x *PendingCommand) GetPayload() []byte {
-	if x != nil {
-		return x.Payload
-	}
-	return nil
-}
-
 func (x *PendingCommand) GetCreatedUnixMs() int64 {
 	if x != nil {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *PendingCommand) GetAction() *v11.Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
 }
 
 type CommandRef struct {
@@ -1534,7 +1527,7 @@ var File_gatehouse_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/cloud/v1/cloud.proto\"\x91\x02\n" +
+	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/agent/v1/agent.proto\x1a\x1egatehouse/cloud/v1/cloud.proto\"\x91\x02\n" +
 	"\x05Agent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1567,14 +1560,13 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\tAllowList\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05cidrs\x18\x02 \x03(\tR\x05cidrs\x12\x14\n" +
-	"\x05names\x18\x03 \x03(\tR\x05names\"\xa0\x01\n" +
+	"\x05names\x18\x03 \x03(\tR\x05names\"\xc1\x01\n" +
 	"\x0ePendingCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
-	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"F\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x122\n" +
+	"\x06action\x18\x06 \x01(\v2\x1a.gatehouse.agent.v1.ActionR\x06actionJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05R\x04typeR\apayload\"F\n" +
 	"\n" +
 	"CommandRef\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
@@ -1683,31 +1675,33 @@ var file_gatehouse_cluster_v1_cluster_proto_goTypes = []any{
 	(*RpcResponse)(nil),            // 21: gatehouse.cluster.v1.RpcResponse
 	(*v1.RegistrationKeyHash)(nil), // 22: gatehouse.cloud.v1.RegistrationKeyHash
 	(v1.DnsType)(0),                // 23: gatehouse.cloud.v1.DnsType
+	(*v11.Action)(nil),             // 24: gatehouse.agent.v1.Action
 }
 var file_gatehouse_cluster_v1_cluster_proto_depIdxs = []int32{
 	22, // 0: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
 	23, // 1: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cloud.v1.DnsType
 	23, // 2: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cloud.v1.DnsType
-	12, // 3: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
-	1,  // 4: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
-	3,  // 5: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
-	4,  // 6: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
-	5,  // 7: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
-	7,  // 8: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
-	8,  // 9: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
-	10, // 10: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
-	15, // 11: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
-	17, // 12: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
-	18, // 13: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
-	19, // 14: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
-	16, // 15: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
-	0,  // 16: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
-	20, // 17: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	24, // 3: gatehouse.cluster.v1.PendingCommand.action:type_name -> gatehouse.agent.v1.Action
+	12, // 4: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
+	1,  // 5: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
+	3,  // 6: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
+	4,  // 7: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
+	5,  // 8: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
+	7,  // 9: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
+	8,  // 10: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
+	10, // 11: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
+	15, // 12: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
+	17, // 13: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
+	18, // 14: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
+	19, // 15: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
+	16, // 16: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
+	0,  // 17: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
+	20, // 18: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_cluster_v1_cluster_proto_init() }
