@@ -98,14 +98,38 @@ func (d *Daemon) source() commandSource {
 
 // agentCommands is everything an agent must still be told: its desired
 // isolation state first (isolation is state, not an event), then its
-// pending actions oldest first.
+// pending actions oldest first. The cloud's isolate and cancel_isolation
+// actions are not among them: they reach the agent only as that state, and
+// the state's result finishes them (isolationResult).
 func (d *Daemon) agentCommands(agentID string) []*agentv1.Command {
 	src := d.source()
 	var out []*agentv1.Command
 	if isolated, known := src.isolation(agentID); known {
 		out = append(out, isolationCommand(isolated, src))
 	}
-	return append(out, src.actions(agentID)...)
+	for _, c := range src.actions(agentID) {
+		if !isIsolationAction(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func isIsolationAction(c *agentv1.Command) bool {
+	t := c.GetAction().GetType()
+	return t == agentv1.ActionType_ACTION_TYPE_ISOLATE || t == agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION
+}
+
+// isolationActions are the agent's unfinished isolate and cancel_isolation
+// actions, oldest first.
+func isolationActions(src commandSource, agentID string) []*agentv1.Command {
+	var out []*agentv1.Command
+	for _, c := range src.actions(agentID) {
+		if isIsolationAction(c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // isolationCommand carries the desired state with the tenant's allow-list;
@@ -147,6 +171,15 @@ func (d *Daemon) pushAll(agentIDs []string) {
 	for _, id := range agentIDs {
 		for _, cmd := range d.agentCommands(id) {
 			k := id + "/" + cmd.GetId()
+			if strings.HasPrefix(cmd.GetId(), stateCommandPrefix) {
+				// A new isolation action for an unchanged state (or one that
+				// arrived after the state was answered) offers the state
+				// again: the agent answers its recorded result at once, and
+				// that finishes the action.
+				for _, a := range isolationActions(d.source(), id) {
+					k += "+" + a.GetId()
+				}
+			}
 			if _, done := d.pusher.pushed[k]; done {
 				continue
 			}
@@ -211,8 +244,38 @@ func (d *Daemon) commandResult(agentID string, r *agentv1.CommandResult) {
 		if !r.GetOk() {
 			d.log.Warn("agent could not apply its isolation state", "agent_id", agentID, "reason", r.GetReason())
 		}
+		d.isolationResult(agentID, r)
 		return
 	}
+	d.reportResult(agentID, r)
+}
+
+// isolationResult finishes the agent's isolation actions with the result of
+// its current isolation state: the one outcome the agent reports. Actions
+// the current state superseded (an isolate followed by a cancel) fail as
+// such. A result for a state that is no longer current finishes nothing.
+func (d *Daemon) isolationResult(agentID string, r *agentv1.CommandResult) {
+	src := d.source()
+	isolated, known := src.isolation(agentID)
+	if !known || isolationCommand(isolated, src).GetId() != r.GetId() {
+		return
+	}
+	want := agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION
+	if isolated {
+		want = agentv1.ActionType_ACTION_TYPE_ISOLATE
+	}
+	for _, a := range isolationActions(src, agentID) {
+		res := &agentv1.CommandResult{Id: a.GetId(), Ok: r.GetOk(), Reason: r.GetReason(), Output: r.GetOutput()}
+		if a.GetAction().GetType() != want {
+			res = &agentv1.CommandResult{Id: a.GetId(), Reason: "superseded by a later " + action.Name(want)}
+		}
+		d.reportResult(agentID, res)
+	}
+}
+
+// reportResult reports an action's result to the cloud, then marks the
+// command done in the cluster.
+func (d *Daemon) reportResult(agentID string, r *agentv1.CommandResult) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
