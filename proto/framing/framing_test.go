@@ -8,9 +8,10 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 func TestRoundTrip(t *testing.T) {
