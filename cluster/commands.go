@@ -66,7 +66,7 @@ func (n *Node) SetDNSOverride(ctx context.Context, d *clusterv1.DnsOverride) (ui
 }
 
 // DeleteDNSOverride removes the override for (name, type).
-func (n *Node) DeleteDNSOverride(ctx context.Context, name string, typ clusterv1.DnsType) (uint64, error) {
+func (n *Node) DeleteDNSOverride(ctx context.Context, name string, typ cloudv1.DnsType) (uint64, error) {
 	return n.Apply(ctx, Command{Type: CmdDeleteDNSOverride, Body: &clusterv1.DnsOverrideRef{Name: name, Type: typ}})
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
@@ -273,8 +274,8 @@ func (f *fsm) applyEnqueueCommand(b []byte) (Kinds, error) {
 	if err != nil {
 		return 0, err
 	}
-	if c.AgentId == "" || c.CommandId == "" || c.Type == "" {
-		return 0, fmt.Errorf("command: agent_id, command_id and type are required")
+	if c.AgentId == "" || c.CommandId == "" || c.GetAction().GetType() == agentv1.ActionType_ACTION_TYPE_UNSPECIFIED {
+		return 0, fmt.Errorf("command: agent_id, command_id and action are required")
 	}
 	m := f.store.st.commands[c.AgentId]
 	if m == nil {

@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/gatehouse/gatehouse/internal/action"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
@@ -49,11 +51,11 @@ var (
 	agentA = &clusterv1.Agent{AgentId: "a1", PublicKey: bytes.Repeat([]byte{1}, 32), TenantId: "t1", GroupId: "g1",
 		PolicyTier: "server", RegisteredUnixMs: 1000, PendingReconcile: true, Hostname: "h1"}
 	agentB = &clusterv1.Agent{AgentId: "a2", TenantId: "t1", GroupId: "g2", PolicyTier: "workstation", RegisteredUnixMs: 2000}
-	dnsA   = &clusterv1.DnsOverride{Name: "ingest.example.com.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"10.0.0.1", "10.0.0.2"}, TtlSeconds: 30}
-	dnsSRV = &clusterv1.DnsOverride{Name: "_relay._udp.site.", Type: clusterv1.DnsType_DNS_TYPE_SRV, Values: []string{"10 5 443 relay1.site."}, TtlSeconds: 60}
+	dnsA   = &clusterv1.DnsOverride{Name: "ingest.example.com.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"10.0.0.1", "10.0.0.2"}, TtlSeconds: 30}
+	dnsSRV = &clusterv1.DnsOverride{Name: "_relay._udp.site.", Type: cloudv1.DnsType_DNS_TYPE_SRV, Values: []string{"10 5 443 relay1.site."}, TtlSeconds: 60}
 	allow  = &clusterv1.AllowList{TenantId: "t1", Cidrs: []string{"10.1.0.0/16", "2001:db8::/32"}, Names: []string{"update.example.com."}}
-	cmd1   = &clusterv1.PendingCommand{CommandId: "c1", AgentId: "a1", Type: "isolate", Payload: []byte("x"), CreatedUnixMs: 5}
-	cmd2   = &clusterv1.PendingCommand{CommandId: "c2", AgentId: "a1", Type: "heartbeat_now", CreatedUnixMs: 6}
+	cmd1   = &clusterv1.PendingCommand{CommandId: "c1", AgentId: "a1", Action: action.New(agentv1.ActionType_ACTION_TYPE_ISOLATE), CreatedUnixMs: 5}
+	cmd2   = &clusterv1.PendingCommand{CommandId: "c2", AgentId: "a1", Action: action.New(agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW), CreatedUnixMs: 6}
 	member = &clusterv1.Member{NodeId: "n1", RaftAddr: "10.0.0.1:7946", AgentAddr: "10.0.0.1:443", Name: "relay-1"}
 )
 
@@ -151,7 +153,7 @@ func TestApplyRejectsBadEntries(t *testing.T) {
 		{"unknown type", []byte{72, 1, 2}},
 		{"garbage body", []byte{byte(CmdRegisterAgent), 0xff, 0xff, 0xff}},
 		{"agent without tenant", mustEncode(t, Command{CmdRegisterAgent, &clusterv1.Agent{AgentId: "x"}})},
-		{"bad dns", mustEncode(t, Command{CmdSetDNSOverride, &clusterv1.DnsOverride{Name: "x.", Type: clusterv1.DnsType_DNS_TYPE_A, Values: []string{"nope"}}})},
+		{"bad dns", mustEncode(t, Command{CmdSetDNSOverride, &clusterv1.DnsOverride{Name: "x.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"nope"}}})},
 		{"bad cidr", mustEncode(t, Command{CmdSetAllowList, &clusterv1.AllowList{TenantId: "t", Cidrs: []string{"10.0.0.0/99"}}})},
 		{"reconcile unknown", mustEncode(t, Command{CmdReconcileAgent, &clusterv1.AgentRef{AgentId: "nobody"}})},
 	}

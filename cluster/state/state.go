@@ -6,13 +6,14 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
 // dnsKey identifies a DNS override.
 type dnsKey struct {
 	name string
-	typ  clusterv1.DnsType
+	typ  cloudv1.DnsType
 }
 
 // state is the replicated control state. Stored messages are never mutated

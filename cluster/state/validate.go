@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
 )
 
@@ -28,15 +29,15 @@ func ValidateDNS(d *clusterv1.DnsOverride) error {
 	}
 	for _, v := range d.Values {
 		switch d.Type {
-		case clusterv1.DnsType_DNS_TYPE_A:
+		case cloudv1.DnsType_DNS_TYPE_A:
 			if ip, err := netip.ParseAddr(v); err != nil || !ip.Is4() {
 				return fmt.Errorf("dns override %s A: %q is not an IPv4 address", d.Name, v)
 			}
-		case clusterv1.DnsType_DNS_TYPE_AAAA:
+		case cloudv1.DnsType_DNS_TYPE_AAAA:
 			if ip, err := netip.ParseAddr(v); err != nil || !ip.Is6() || ip.Is4In6() {
 				return fmt.Errorf("dns override %s AAAA: %q is not an IPv6 address", d.Name, v)
 			}
-		case clusterv1.DnsType_DNS_TYPE_CNAME, clusterv1.DnsType_DNS_TYPE_SRV, clusterv1.DnsType_DNS_TYPE_TXT:
+		case cloudv1.DnsType_DNS_TYPE_CNAME, cloudv1.DnsType_DNS_TYPE_SRV, cloudv1.DnsType_DNS_TYPE_TXT:
 			if v == "" {
 				return fmt.Errorf("dns override %s: empty value", d.Name)
 			}
@@ -44,7 +45,7 @@ func ValidateDNS(d *clusterv1.DnsOverride) error {
 			return fmt.Errorf("dns override %s: unsupported type %v", d.Name, d.Type)
 		}
 	}
-	if d.Type == clusterv1.DnsType_DNS_TYPE_CNAME && len(d.Values) != 1 {
+	if d.Type == cloudv1.DnsType_DNS_TYPE_CNAME && len(d.Values) != 1 {
 		return fmt.Errorf("dns override %s CNAME: exactly one value, got %d", d.Name, len(d.Values))
 	}
 	return nil

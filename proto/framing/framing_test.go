@@ -8,9 +8,10 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"google.golang.org/protobuf/proto"
+
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -131,4 +132,57 @@ func TestTransportErrorIsNotBadFrame(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The raw framing of a stored batch must be exactly the generated encoding
+// of the Frame holding it, so the relay cannot tell the two apart.
+func TestAppendEventBatchMatchesFrame(t *testing.T) {
+	eb := &agentv1.EventBatch{AgentId: "a", Seq: 9, Priority: agentv1.Priority_PRIORITY_BULK, Events: [][]byte{[]byte(`{"message":"x"}`)}}
+	raw, err := proto.Marshal(eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := AppendEventBatch([]byte("prefix"), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Append([]byte("prefix"), &agentv1.Frame{Body: &agentv1.Frame_EventBatch{EventBatch: eb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %x, want %x", got, want)
+	}
+	if _, err := AppendEventBatch(nil, make([]byte, MaxFrameSize)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized batch: got %v, want ErrFrameTooLarge", err)
+	}
+}
+
+// FuzzEventBatchFrame: whatever batch bytes the agent frames raw, the relay's
+// decoder reads back the same batch, or refuses the frame as malformed.
+func FuzzEventBatchFrame(f *testing.F) {
+	seed, _ := proto.Marshal(&agentv1.EventBatch{AgentId: "a", Seq: 1, Events: [][]byte{[]byte("{}")}})
+	f.Add(seed)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, batch []byte) {
+		b, err := AppendEventBatch(nil, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &agentv1.Frame{}
+		err = NewReader(bytes.NewReader(b), 0).Next(m)
+		want := &agentv1.EventBatch{}
+		if proto.Unmarshal(batch, want) != nil {
+			if err == nil && m.GetEventBatch() == nil {
+				t.Fatal("a malformed batch decoded as another frame")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("valid batch refused: %v", err)
+		}
+		if !proto.Equal(m.GetEventBatch(), want) {
+			t.Fatalf("got %v, want %v", m.GetEventBatch(), want)
+		}
+	})
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/isolate"
+	"github.com/gatehouse/gatehouse/internal/action"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
@@ -104,82 +105,57 @@ func (e *Executor) Execute(ctx context.Context, cmd *agentv1.Command) *agentv1.C
 	if id == "" {
 		return &agentv1.CommandResult{Reason: "command without id"}
 	}
+	typ := action.Name(cmd.GetAction().GetType())
 	if r, ok := e.done.get(id); ok {
-		e.log.Info("command already done: same result", "id", id, "type", cmd.GetType())
+		e.log.Info("command already done: same result", "id", id, "type", typ)
 		return &agentv1.CommandResult{Id: id, Ok: r.OK, Reason: r.Reason, Output: r.Output}
 	}
-	r := e.run(ctx, cmd.GetType(), cmd.GetPayload())
-	e.log.Info("command executed", "id", id, "type", cmd.GetType(), "ok", r.OK, "reason", r.Reason, "output_bytes", len(r.Output))
-	if err := e.done.put(id, cmd.GetType(), r); err != nil {
+	r := e.run(ctx, cmd.GetAction())
+	e.log.Info("command executed", "id", id, "type", typ, "ok", r.OK, "reason", r.Reason, "output_bytes", len(r.Output))
+	if err := e.done.put(id, typ, r); err != nil {
 		e.log.Error("record done command", "id", id, "err", err)
 	}
 	return &agentv1.CommandResult{Id: id, Ok: r.OK, Reason: r.Reason, Output: r.Output}
 }
 
-func (e *Executor) run(ctx context.Context, typ string, payload []byte) Result {
-	switch typ {
-	case TypeIsolate:
-		cidrs, names, err := DecodeIsolate(payload)
-		if err != nil {
-			return fail("%v", err)
-		}
-		return e.isolate(ctx, true, cidrs, names, len(payload) > 2)
-	case TypeCancelIsolation:
-		if err := decodeEmpty(payload); err != nil {
-			return fail("%v", err)
-		}
+func (e *Executor) run(ctx context.Context, a *agentv1.Action) Result {
+	// The one validation of every payload, the cloud's too: the relay in
+	// between is not trusted to have checked.
+	if err := action.Validate(a); err != nil {
+		return fail("%v", err)
+	}
+	switch a.GetType() {
+	case agentv1.ActionType_ACTION_TYPE_ISOLATE:
+		cidrs, names, hasList := isolatePolicy(a.GetIsolate())
+		return e.isolate(ctx, true, cidrs, names, hasList)
+	case agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION:
 		return e.isolate(ctx, false, nil, nil, false)
-	case TypeQuarantineFile:
-		p, err := DecodePath(payload)
-		if err != nil {
-			return fail("%v", err)
-		}
-		return e.quarantine(p)
-	case TypeRestoreFile:
-		id, err := DecodeQuarantineID(payload)
-		if err != nil {
-			return fail("%v", err)
+	case agentv1.ActionType_ACTION_TYPE_QUARANTINE_FILE:
+		return e.quarantine(cleanPath(a.GetQuarantineFile().GetPath()))
+	case agentv1.ActionType_ACTION_TYPE_RESTORE_FILE:
+		id := a.GetRestoreFile().GetQuarantineId()
+		if !validQuarantineID(id) {
+			return fail("%v: quarantine_id %q: want 32 hex digits", action.ErrInvalid, id)
 		}
 		return e.restore(id)
-	case TypeTerminateProcess:
-		pid, err := DecodePID(payload)
-		if err != nil {
-			return fail("%v", err)
-		}
-		return e.terminate(ctx, pid)
-	case TypeRetrieveFile:
-		p, err := DecodePath(payload)
-		if err != nil {
-			return fail("%v", err)
-		}
-		return e.retrieveFile(p)
-	case TypeRetrieveSupportBundle:
-		if err := decodeEmpty(payload); err != nil {
-			return fail("%v", err)
-		}
+	case agentv1.ActionType_ACTION_TYPE_TERMINATE_PROCESS:
+		return e.terminate(ctx, int(a.GetTerminateProcess().GetPid()))
+	case agentv1.ActionType_ACTION_TYPE_RETRIEVE_FILE:
+		return e.retrieveFile(cleanPath(a.GetRetrieveFile().GetPath()))
+	case agentv1.ActionType_ACTION_TYPE_RETRIEVE_SUPPORT_BUNDLE:
 		return e.supportBundle()
-	case TypeSetProxy:
-		u, err := DecodeProxy(payload)
-		if err != nil {
-			return fail("%v", err)
-		}
-		return e.setProxy(u)
-	case TypeClearProxy:
-		if err := decodeEmpty(payload); err != nil {
-			return fail("%v", err)
-		}
+	case agentv1.ActionType_ACTION_TYPE_SET_PROXY:
+		return e.setProxy(a.GetSetProxy().GetUrl())
+	case agentv1.ActionType_ACTION_TYPE_CLEAR_PROXY:
 		return e.setProxy("")
-	case TypeHeartbeatNow:
-		if err := decodeEmpty(payload); err != nil {
-			return fail("%v", err)
-		}
+	case agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW:
 		if e.deps.HeartbeatNow == nil {
 			return fail("heartbeat_now: not available in this agent")
 		}
 		e.deps.HeartbeatNow()
 		return Result{OK: true}
 	}
-	return fail("unknown command type %q", typ)
+	return fail("unknown command type %q", a.GetType())
 }
 
 // isolate applies the desired isolation; an isolate without an allow-list

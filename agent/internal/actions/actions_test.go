@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse/gatehouse/agent/internal/isolate"
+	"github.com/gatehouse/gatehouse/internal/action"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
@@ -51,7 +52,58 @@ var nextID int
 func do(t *testing.T, e *Executor, typ, payload string) *agentv1.CommandResult {
 	t.Helper()
 	nextID++
-	return e.Execute(context.Background(), &agentv1.Command{Id: "cmd-" + typ + "-" + string(rune('a'+nextID%26)) + hex.EncodeToString([]byte{byte(nextID)}), Type: typ, Payload: []byte(payload)})
+	return e.Execute(context.Background(), &agentv1.Command{Id: "cmd-" + typ + "-" + string(rune('a'+nextID%26)) + hex.EncodeToString([]byte{byte(nextID)}), Action: typed(typ, payload)})
+}
+
+// typed builds the typed action from the JSON the tests were written in,
+// without validating it (the executor must refuse what is invalid): an
+// unknown field or a JSON error leaves the payload unset.
+func typed(typ, payload string) *agentv1.Action {
+	t, _ := action.Parse(typ)
+	a := &agentv1.Action{Type: t}
+	var p struct {
+		Path         string    `json:"path"`
+		QuarantineID string    `json:"quarantine_id"`
+		PID          int64     `json:"pid"`
+		URL          string    `json:"url"`
+		AllowCIDRs   *[]string `json:"allow_cidrs"`
+		AllowNames   *[]string `json:"allow_names"`
+	}
+	if payload == "" {
+		payload = "{}"
+	}
+	dec := json.NewDecoder(strings.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if dec.Decode(&p) != nil {
+		return a
+	}
+	switch t {
+	case agentv1.ActionType_ACTION_TYPE_ISOLATE:
+		iso := &agentv1.IsolatePayload{}
+		if p.AllowCIDRs != nil || p.AllowNames != nil {
+			iso.AllowList = &agentv1.IsolationAllowList{}
+			if p.AllowCIDRs != nil {
+				iso.AllowList.Cidrs = *p.AllowCIDRs
+			}
+			if p.AllowNames != nil {
+				iso.AllowList.Names = *p.AllowNames
+			}
+		}
+		a.Payload = &agentv1.Action_Isolate{Isolate: iso}
+	case agentv1.ActionType_ACTION_TYPE_QUARANTINE_FILE:
+		a.Payload = &agentv1.Action_QuarantineFile{QuarantineFile: &agentv1.PathPayload{Path: p.Path}}
+	case agentv1.ActionType_ACTION_TYPE_RETRIEVE_FILE:
+		a.Payload = &agentv1.Action_RetrieveFile{RetrieveFile: &agentv1.PathPayload{Path: p.Path}}
+	case agentv1.ActionType_ACTION_TYPE_RESTORE_FILE:
+		a.Payload = &agentv1.Action_RestoreFile{RestoreFile: &agentv1.RestoreFilePayload{QuarantineId: p.QuarantineID}}
+	case agentv1.ActionType_ACTION_TYPE_TERMINATE_PROCESS:
+		a.Payload = &agentv1.Action_TerminateProcess{TerminateProcess: &agentv1.TerminateProcessPayload{Pid: p.PID}}
+	case agentv1.ActionType_ACTION_TYPE_SET_PROXY:
+		a.Payload = &agentv1.Action_SetProxy{SetProxy: &agentv1.SetProxyPayload{Url: p.URL}}
+	default:
+		a = action.New(t)
+	}
+	return a
 }
 
 func TestQuarantineAndRestore(t *testing.T) {
@@ -157,7 +209,7 @@ func TestIdempotentByCommandID(t *testing.T) {
 	e := newExec(t, Deps{DataDir: data})
 	path := filepath.Join(t.TempDir(), "f")
 	os.WriteFile(path, []byte("one"), 0o644)
-	cmd := &agentv1.Command{Id: "same", Type: TypeQuarantineFile, Payload: []byte(`{"path":"` + path + `"}`)}
+	cmd := &agentv1.Command{Id: "same", Action: typed(TypeQuarantineFile, `{"path":"`+path+`"}`)}
 	first := e.Execute(context.Background(), cmd)
 	if !first.Ok {
 		t.Fatalf("first: %s", first.Reason)
@@ -359,18 +411,19 @@ func TestIsolateActions(t *testing.T) {
 
 // The agent refuses an isolation allow-list that would open the host to the
 // internet, whoever sent it: two /1s are a /0.
-func TestDecodeIsolateRefusesWideAllowList(t *testing.T) {
+func TestIsolateRefusesWideAllowList(t *testing.T) {
+	e := newExec(t, Deps{Isolator: &fakeIsolator{}})
 	for _, payload := range []string{
 		`{"allow_cidrs":["0.0.0.0/0"]}`,
 		`{"allow_cidrs":["0.0.0.0/1","128.0.0.0/1"]}`,
 		`{"allow_cidrs":["::/1"]}`,
 	} {
-		if _, _, err := DecodeIsolate([]byte(payload)); err == nil || !strings.Contains(err.Error(), "is wider than /") {
-			t.Errorf("DecodeIsolate(%s): got err %v, want a refusal naming the width", payload, err)
+		if res := do(t, e, TypeIsolate, payload); res.Ok || !strings.Contains(res.Reason, "is wider than /") {
+			t.Errorf("isolate %s: got %v %q, want a refusal naming the width", payload, res.Ok, res.Reason)
 		}
 	}
-	cidrs, _, err := DecodeIsolate([]byte(`{"allow_cidrs":["10.0.0.0/8","2001:db8::/32"]}`))
-	if err != nil || len(cidrs) != 2 {
-		t.Fatalf("DecodeIsolate of /8 and /32: got %v, %v; want both kept", cidrs, err)
+	cidrs, _, _ := isolatePolicy(typed(TypeIsolate, `{"allow_cidrs":["10.0.0.0/8","2001:db8::/32"]}`).GetIsolate())
+	if res := do(t, e, TypeIsolate, `{"allow_cidrs":["10.0.0.0/8","2001:db8::/32"]}`); !res.Ok || len(cidrs) != 2 {
+		t.Fatalf("isolate with /8 and /32: got %v %q, %v; want both kept", res.Ok, res.Reason, cidrs)
 	}
 }

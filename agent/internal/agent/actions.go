@@ -50,7 +50,7 @@ func (a *Agent) restoreIsolation(ctx context.Context) {
 // onCommand runs one server-initiated action.
 func (a *Agent) onCommand(ctx context.Context, cmd *agentv1.Command) *agentv1.CommandResult {
 	r := a.exec.Execute(ctx, cmd)
-	a.log.Info("action", "id", cmd.GetId(), "type", cmd.GetType(), "ok", r.GetOk(), "reason", r.GetReason())
+	a.log.Info("action", "id", cmd.GetId(), "type", cmd.GetAction().GetType().String(), "ok", r.GetOk(), "reason", r.GetReason())
 	return r
 }
 

@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"time"
 
@@ -29,14 +27,9 @@ const (
 // yamux session over TLS on TCP (direct or through an HTTP CONNECT proxy).
 // Every stream is a separate flow, so lanes keep their priorities.
 type conn interface {
-	OpenStream(ctx context.Context) (stream, error)
+	OpenStream(ctx context.Context) (framing.Stream, error)
 	Close()
 	Transport() string
-}
-
-type stream interface {
-	io.ReadWriter
-	SetReadDeadline(t time.Time) error
 }
 
 // quicConn is a QUIC connection whose stream writes are timed (writeClock),
@@ -46,7 +39,7 @@ type quicConn struct {
 	w *writeClock
 }
 
-func (q *quicConn) OpenStream(ctx context.Context) (stream, error) {
+func (q *quicConn) OpenStream(ctx context.Context) (framing.Stream, error) {
 	st, err := q.c.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +64,7 @@ type tcpConn struct {
 	kind string
 }
 
-func (t tcpConn) OpenStream(ctx context.Context) (stream, error) {
+func (t tcpConn) OpenStream(ctx context.Context) (framing.Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -204,25 +197,12 @@ func (c *Client) dialTCP(ctx context.Context, addr string) (conn, *pinCheck, err
 		raw.Close()
 		return nil, nil, dialErr(pc, addr, kind, err)
 	}
-	sess, err := yamux.Client(tlsc, yamuxConfig(c.log))
+	sess, err := yamux.Client(tlsc, framing.YamuxConfig(c.log))
 	if err != nil {
 		tlsc.Close()
 		return nil, nil, fmt.Errorf("relay %s: yamux: %w", addr, err)
 	}
 	return tcpConn{sess: sess, kind: kind}, pc, nil
-}
-
-func yamuxConfig(log *slog.Logger) *yamux.Config {
-	c := yamux.DefaultConfig()
-	c.EnableKeepAlive = true
-	c.KeepAliveInterval = 15 * time.Second
-	c.ConnectionWriteTimeout = 30 * time.Second
-	c.MaxStreamWindowSize = 1 << 20
-	c.StreamOpenTimeout = 30 * time.Second
-	c.StreamCloseTimeout = 30 * time.Second
-	c.LogOutput = nil
-	c.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
-	return c
 }
 
 // savePinOnFirstUse pins the key seen in a trust-on-first-use handshake.

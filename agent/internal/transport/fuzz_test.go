@@ -30,7 +30,9 @@ func FuzzRelayFrames(f *testing.F) {
 	f.Add(frames(&agentv1.Frame{Body: &agentv1.Frame_BatchAck{BatchAck: &agentv1.BatchAck{Seq: 1, Status: agentv1.BatchAck_STATUS_SPOOLED}}},
 		&agentv1.Frame{Body: &agentv1.Frame_BatchAck{BatchAck: &agentv1.BatchAck{Seq: 2, Status: agentv1.BatchAck_STATUS_SPOOL_FULL, RetryAfterMs: 5}}}))
 	f.Add(frames(&agentv1.Frame{Body: &agentv1.Frame_Delivered{Delivered: &agentv1.Delivered{Seqs: []uint64{1, 2, 99}}}},
-		&agentv1.Frame{Body: &agentv1.Frame_HeartbeatReply{HeartbeatReply: &agentv1.HeartbeatReply{Commands: []*agentv1.Command{{Id: "c", Type: "isolate"}}}}}))
+		&agentv1.Frame{Body: &agentv1.Frame_HeartbeatReply{HeartbeatReply: &agentv1.HeartbeatReply{Commands: []*agentv1.Command{{Id: "c", Action: &agentv1.Action{
+			Type: agentv1.ActionType_ACTION_TYPE_ISOLATE, Payload: &agentv1.Action_Isolate{Isolate: &agentv1.IsolatePayload{}},
+		}}}}}}))
 	f.Add(frames(&agentv1.Frame{Body: &agentv1.Frame_Error{Error: &agentv1.Error{Code: agentv1.Error_CODE_KEY_EXPIRED}}}))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x7f})
 	dir := f.TempDir()

@@ -98,14 +98,14 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 			ls.mu.Unlock()
 			continue
 		}
-		frame, err := batchFrame(batch)
+		frame, err := framing.AppendEventBatch(nil, batch)
 		if err != nil {
 			s.c.log.Error("dropping batch too large to send", "seq", e.Seq, "err", err)
 			_ = r.Reject(e.Seq)
 			continue
 		}
 		if laneStream == nil {
-			var st stream
+			var st framing.Stream
 			st, err = s.conn.OpenStream(ctx)
 			if err != nil {
 				if ctx.Err() != nil {

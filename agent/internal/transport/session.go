@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,11 @@ import (
 
 	"github.com/gatehouse/gatehouse/proto/framing"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 const (
 	defaultInflight = 32
 	helloTimeout    = 15 * time.Second
-	eventBatchField = 5 // agentv1.Frame.event_batch
 )
 
 var lanes = []agentv1.Priority{
@@ -210,9 +207,9 @@ func (s *session) delivered(seqs []uint64) error {
 // again and the executor answers a repeated id with its recorded result.
 func (s *session) command(ctx context.Context, cmd *agentv1.Command) {
 	if s.c.opts.OnCommand == nil {
-		s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetType())
+		s.c.log.Warn("relay sent a command this agent does not support", "id", cmd.GetId(), "type", cmd.GetAction().GetType().String())
 		_ = s.writeControl(&agentv1.Frame{Body: &agentv1.Frame_CommandResult{CommandResult: &agentv1.CommandResult{
-			Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetType(),
+			Id: cmd.GetId(), Ok: false, Reason: "unsupported command type " + cmd.GetAction().GetType().String(),
 		}}})
 		return
 	}
@@ -255,18 +252,6 @@ func (s *session) heartbeats(ctx context.Context) error {
 		case <-s.c.hbNow:
 		}
 	}
-}
-
-// batchFrame wraps a serialized EventBatch as a length-prefixed Frame
-// without decoding it.
-func batchFrame(batch []byte) ([]byte, error) {
-	body := protowire.AppendTag(nil, eventBatchField, protowire.BytesType)
-	body = protowire.AppendBytes(body, batch)
-	if len(body) > framing.MaxFrameSize {
-		return nil, fmt.Errorf("%w: %d bytes", framing.ErrFrameTooLarge, len(body))
-	}
-	out := binary.AppendUvarint(make([]byte, 0, len(body)+binary.MaxVarintLen64), uint64(len(body)))
-	return append(out, body...), nil
 }
 
 // errQUICBack ends a TCP session when a re-probe found QUIC working.

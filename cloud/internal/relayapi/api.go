@@ -253,7 +253,7 @@ func (a *API) poll(ctx context.Context, relay store.Relay, _ *http.Request, body
 				return nil, errPollEnded
 			}
 		}
-		resp := controlResponse(cs)
+		resp := controlResponse(cs, a.log)
 		ids := make([]string, 0, len(cs.Actions))
 		for _, ac := range cs.Actions {
 			if ac.State == store.ActionPending {
@@ -270,7 +270,7 @@ func (a *API) poll(ctx context.Context, relay store.Relay, _ *http.Request, body
 }
 
 // controlResponse turns the store's control state into the wire answer.
-func controlResponse(cs store.ControlState) *cloudv1.ControlPollResponse {
+func controlResponse(cs store.ControlState, log *slog.Logger) *cloudv1.ControlPollResponse {
 	resp := &cloudv1.ControlPollResponse{
 		Version:   cs.Version,
 		AllowList: &cloudv1.AllowList{Cidrs: cs.AllowList.CIDRs, Names: cs.AllowList.Names},
@@ -295,8 +295,16 @@ func controlResponse(cs store.ControlState) *cloudv1.ControlPollResponse {
 		})
 	}
 	for _, ac := range cs.Actions {
+		// Stored actions passed the same check when created; one that no
+		// longer does (a stricter rule since) is not sent rather than sent
+		// for the agent to refuse.
+		typed, err := store.ParseAction(ac.Type, ac.Payload)
+		if err != nil {
+			log.Error("stored action is invalid: not delivered", "action_id", ac.ID, "err", err)
+			continue
+		}
 		resp.Actions = append(resp.Actions, &cloudv1.PendingAction{
-			ActionId: ac.ID, AgentId: ac.AgentID, Type: ac.Type, Payload: ac.Payload,
+			ActionId: ac.ID, AgentId: ac.AgentID, Action: typed,
 			CreatedUnixMs: ac.CreatedAt.UnixMilli(),
 		})
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/cloud/internal/store"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 )
 
@@ -85,7 +86,7 @@ func TestPollControlState(t *testing.T) {
 		t.Errorf("allow-list: got %v", r2.AllowList)
 	case len(r2.Isolation) != 1 || r2.Isolation[0].AgentId != agent || !r2.Isolation[0].Isolated:
 		t.Errorf("isolation: got %v", r2.Isolation)
-	case len(r2.Actions) != 1 || r2.Actions[0].ActionId != act.ID || r2.Actions[0].Type != "isolate" || string(r2.Actions[0].Payload) != "{}":
+	case len(r2.Actions) != 1 || r2.Actions[0].ActionId != act.ID || r2.Actions[0].GetAction().GetType() != agentv1.ActionType_ACTION_TYPE_ISOLATE || r2.Actions[0].GetAction().GetIsolate() == nil:
 		t.Errorf("actions: got %v", r2.Actions)
 	}
 	if got, _ := e.st.GetAction(e.tenant.ID, act.ID); got.State != store.ActionDelivered {

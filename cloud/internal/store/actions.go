@@ -1,17 +1,17 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"path"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/gatehouse/gatehouse/internal/action"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
 // Keys:
@@ -39,122 +39,33 @@ const (
 	MaxPayloadBytes  = 4 << 10
 	MaxBulkAgents    = 5000
 	maxReasonBytes   = 4 << 10
-	maxPathBytes     = 4096
 	maxActionIDBytes = 64
 )
 
-type (
-	pathPayload struct {
-		Path string `json:"path"`
-	}
-	quarantinePayload struct {
-		QuarantineID string `json:"quarantine_id"`
-	}
-	pidPayload struct {
-		PID int64 `json:"pid"`
-	}
-	proxyPayload struct {
-		URL string `json:"url"`
-	}
-	emptyPayload struct{}
-)
-
-// actionTypes maps each type to its payload check, which returns the
-// canonical payload.
-var actionTypes = map[string]func([]byte) (any, error){
-	ActIsolate:               decodeEmpty,
-	ActCancelIsolation:       decodeEmpty,
-	ActRetrieveSupportBundle: decodeEmpty,
-	ActClearProxy:            decodeEmpty,
-	ActHeartbeatNow:          decodeEmpty,
-	ActQuarantineFile:        decodePath,
-	ActRetrieveFile:          decodePath,
-	ActRestoreFile: func(b []byte) (any, error) {
-		var p quarantinePayload
-		if err := strictJSON(b, &p); err != nil {
-			return nil, err
-		}
-		if p.QuarantineID == "" || len(p.QuarantineID) > 256 || strings.ContainsFunc(p.QuarantineID, func(r rune) bool { return r < ' ' }) {
-			return nil, fmt.Errorf("quarantine_id is required (at most 256 printable characters)")
-		}
-		return p, nil
-	},
-	ActTerminateProcess: func(b []byte) (any, error) {
-		var p pidPayload
-		if err := strictJSON(b, &p); err != nil {
-			return nil, err
-		}
-		if p.PID <= 1 || p.PID > 1<<22 {
-			return nil, fmt.Errorf("pid %d: want 2..%d", p.PID, 1<<22)
-		}
-		return p, nil
-	},
-	ActSetProxy: func(b []byte) (any, error) {
-		var p proxyPayload
-		if err := strictJSON(b, &p); err != nil {
-			return nil, err
-		}
-		u, err := url.Parse(p.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(p.URL) > 2048 {
-			return nil, fmt.Errorf("url %q: want http://host:port or https://host:port", p.URL)
-		}
-		return p, nil
-	},
-}
-
 // ActionTypes lists the action types.
-func ActionTypes() []string {
-	return []string{ActIsolate, ActCancelIsolation, ActQuarantineFile, ActRestoreFile, ActTerminateProcess,
-		ActRetrieveFile, ActRetrieveSupportBundle, ActSetProxy, ActClearProxy, ActHeartbeatNow}
-}
-
-func strictJSON(b []byte, v any) error {
-	if len(bytes.TrimSpace(b)) == 0 {
-		b = []byte("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("payload: %v", err)
-	}
-	if dec.More() {
-		return fmt.Errorf("payload: trailing data")
-	}
-	return nil
-}
-
-func decodeEmpty(b []byte) (any, error) {
-	var p emptyPayload
-	return p, strictJSON(b, &p)
-}
-
-func decodePath(b []byte) (any, error) {
-	var p pathPayload
-	if err := strictJSON(b, &p); err != nil {
-		return nil, err
-	}
-	if !path.IsAbs(p.Path) || len(p.Path) > maxPathBytes || strings.ContainsRune(p.Path, 0) {
-		return nil, fmt.Errorf("path %q: want an absolute path", p.Path)
-	}
-	return p, nil
-}
+func ActionTypes() []string { return action.Names() }
 
 // CheckAction validates an action type and payload (a JSON object, empty
-// meaning {}) and returns the canonical payload.
+// meaning {}) and returns the canonical payload. The rules are
+// internal/action's, the same the agent applies.
 func CheckAction(typ string, payload []byte) (json.RawMessage, error) {
-	check, ok := actionTypes[typ]
-	if !ok {
-		return nil, fmt.Errorf("%w: action type %q: want one of %s", ErrInvalid, typ, strings.Join(ActionTypes(), ", "))
+	a, err := ParseAction(typ, payload)
+	if err != nil {
+		return nil, err
 	}
+	return action.JSON(a)
+}
+
+// ParseAction is the typed action of an API or stored (type, payload).
+func ParseAction(typ string, payload []byte) (*agentv1.Action, error) {
 	if len(payload) > MaxPayloadBytes {
 		return nil, fmt.Errorf("%w: %s payload over %d bytes", ErrInvalid, typ, MaxPayloadBytes)
 	}
-	v, err := check(payload)
+	a, err := action.ParseJSON(typ, payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, typ, err)
 	}
-	b, err := json.Marshal(v)
-	return b, err
+	return a, nil
 }
 
 func (s *Store) newActionID() string {

@@ -15,6 +15,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/gatehouse/gatehouse/cluster"
+	"github.com/gatehouse/gatehouse/internal/action"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/internal/testkit"
 	"github.com/gatehouse/gatehouse/proto/framing"
@@ -39,7 +40,7 @@ func TestSingleRelayServesFromReplicatedState(t *testing.T) {
 		AllowList: &cloudv1.AllowList{Cidrs: []string{"192.0.2.0/24"}},
 		Isolation: []*cloudv1.AgentIsolation{{AgentId: agentID.ID(), Isolated: true}},
 		Actions: []*cloudv1.PendingAction{{
-			ActionId: "act-1", AgentId: agentID.ID(), Type: "collect_logs", Payload: []byte(`{}`), CreatedUnixMs: 1,
+			ActionId: "act-1", AgentId: agentID.ID(), Action: action.New(agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW), CreatedUnixMs: 1,
 		}},
 	})
 	cloud := cloudStubWith(t, stubOptions{down: down, poll: poll})
@@ -171,7 +172,7 @@ func wantCommands(t *testing.T, cmds []*agentv1.Command, wantTypeOrID ...string)
 	t.Helper()
 	var got []string
 	for _, c := range cmds {
-		got = append(got, c.GetType(), c.GetId())
+		got = append(got, action.Name(c.GetAction().GetType()), c.GetId())
 	}
 	for _, w := range wantTypeOrID {
 		if !slices.Contains(got, w) {

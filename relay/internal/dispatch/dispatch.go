@@ -72,6 +72,15 @@ func (p *Pusher) PushAll() {
 	for _, id := range p.state.AgentsWithWork() {
 		for _, cmd := range p.state.Commands(id) {
 			k := id + "/" + cmd.GetId()
+			if sitestate.IsStateCommand(cmd.GetId()) {
+				// A new isolation action for an unchanged state (or one that
+				// arrived after the state was answered) offers the state
+				// again: the agent answers its recorded result at once, and
+				// that finishes the action.
+				for _, a := range p.state.IsolationActions(id) {
+					k += "+" + a.GetId()
+				}
+			}
 			if _, done := p.pushed[k]; done {
 				continue
 			}
@@ -129,15 +138,24 @@ func (r *Results) Run(ctx context.Context) error {
 }
 
 // Report takes one agent's result of a command; it never blocks. A result
-// that arrives before Run or after it ended is dropped: the cloud lists the
-// action again and the agent answers with its recorded result.
+// for its isolation state finishes the cloud's isolation actions that state
+// answers. A result that arrives before Run or after it ended is dropped:
+// the cloud lists the action again and the agent answers with its recorded
+// result.
 func (r *Results) Report(agentID string, res *agentv1.CommandResult) {
 	if sitestate.IsStateCommand(res.GetId()) {
 		if !res.GetOk() {
 			r.log.Warn("agent could not apply its isolation state", "agent_id", agentID, "reason", res.GetReason())
 		}
+		for _, a := range r.state.IsolationResults(agentID, res) {
+			r.start(agentID, a)
+		}
 		return
 	}
+	r.start(agentID, res)
+}
+
+func (r *Results) start(agentID string, res *agentv1.CommandResult) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.ctx == nil {

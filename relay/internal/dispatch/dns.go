@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/cluster"
-	clusterv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cluster/v1"
+	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
 	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
 )
@@ -113,7 +113,7 @@ func (d *DNS) applyOverrides() {
 }
 
 // dnsTypeName is the record type's name as dnsserver spells it ("AAAA").
-func dnsTypeName(t clusterv1.DnsType) string { return strings.TrimPrefix(t.String(), "DNS_TYPE_") }
+func dnsTypeName(t cloudv1.DnsType) string { return strings.TrimPrefix(t.String(), "DNS_TYPE_") }
 
 // probeRelays answers the service name with the relays of the site whose
 // agent port accepts a TCP connection now.

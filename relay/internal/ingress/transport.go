@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"github.com/quic-go/quic-go"
+
+	"github.com/gatehouse/gatehouse/proto/framing"
 )
 
 // Transport names, the value of the metrics' transport label.
@@ -42,11 +44,7 @@ type agentConn interface {
 
 // agentStream is one bidirectional stream of an agentConn.
 type agentStream interface {
-	Read(p []byte) (int, error)
-	Write(p []byte) (int, error)
-	Close() error
-	SetReadDeadline(t time.Time) error
-	SetWriteDeadline(t time.Time) error
+	framing.Stream
 	// Abort stops reading: a blocked Read returns.
 	Abort()
 }
@@ -116,19 +114,11 @@ func (s *tcpStream) Close() error {
 
 func (s *tcpStream) Abort() { s.Stream.SetReadDeadline(time.Unix(1, 0)) }
 
-// yamuxConfig bounds what one agent can make the relay buffer, like the
-// QUIC receive windows.
+// yamuxConfig is the shared session configuration; the relay also bounds
+// the streams an agent may have waiting to be accepted.
 func yamuxConfig(log *slog.Logger) *yamux.Config {
-	c := yamux.DefaultConfig()
+	c := framing.YamuxConfig(log)
 	c.AcceptBacklog = maxStreams
-	c.EnableKeepAlive = true
-	c.KeepAliveInterval = 30 * time.Second
-	c.ConnectionWriteTimeout = 30 * time.Second
-	c.MaxStreamWindowSize = 1 << 20
-	c.StreamOpenTimeout = 30 * time.Second
-	c.StreamCloseTimeout = 30 * time.Second
-	c.LogOutput = nil
-	c.Logger = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	return c
 }
 

@@ -162,7 +162,7 @@ func (s *State) ApplyControl(ctx context.Context, resp *cloudv1.ControlPollRespo
 
 	type dnsKey struct {
 		name string
-		typ  clusterv1.DnsType
+		typ  cloudv1.DnsType
 	}
 	want := map[dnsKey]*clusterv1.DnsOverride{}
 	for _, o := range dnsOverridesFrom(resp) {
@@ -200,13 +200,13 @@ func (s *State) ApplyControl(ctx context.Context, resp *cloudv1.ControlPollRespo
 	return errors.Join(errs...)
 }
 
-// dnsOverridesFrom is the poll's DNS overrides in the cluster's form (the
-// two DnsType enums share their numbers).
+// dnsOverridesFrom is the poll's DNS overrides in the cluster's form (both
+// schemas use cloud.v1's DnsType).
 func dnsOverridesFrom(resp *cloudv1.ControlPollResponse) []*clusterv1.DnsOverride {
 	var out []*clusterv1.DnsOverride
 	for _, o := range resp.GetDnsOverrides() {
 		out = append(out, &clusterv1.DnsOverride{
-			Name: o.GetName(), Type: clusterv1.DnsType(o.GetType()), Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds(),
+			Name: o.GetName(), Type: o.GetType(), Values: o.GetValues(), TtlSeconds: o.GetTtlSeconds(),
 		})
 	}
 	return out
@@ -232,7 +232,7 @@ func (s *State) syncActions(ctx context.Context, resp *cloudv1.ControlPollRespon
 	}
 	for _, a := range want {
 		if _, err := s.node.EnqueueCommand(ctx, &clusterv1.PendingCommand{
-			CommandId: a.GetActionId(), AgentId: a.GetAgentId(), Type: a.GetType(), Payload: a.GetPayload(), CreatedUnixMs: a.GetCreatedUnixMs(),
+			CommandId: a.GetActionId(), AgentId: a.GetAgentId(), Action: a.GetAction(), CreatedUnixMs: a.GetCreatedUnixMs(),
 		}); err != nil {
 			errs = append(errs, err)
 		}

@@ -2,9 +2,12 @@ package sitestate_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gatehouse/gatehouse/internal/action"
+	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/sitestate"
 	"github.com/gatehouse/gatehouse/relay/internal/sitestate/sitestatetest"
@@ -87,13 +90,13 @@ func TestApplyControl(t *testing.T) {
 		DnsOverrides:  []*cloudv1.DnsOverride{{Name: "a.example.", Type: cloudv1.DnsType_DNS_TYPE_A, Values: []string{"192.0.2.1"}, TtlSeconds: 60}},
 		AllowList:     &cloudv1.AllowList{Cidrs: []string{"192.0.2.0/24"}, Names: []string{"ok.example."}},
 		Isolation:     []*cloudv1.AgentIsolation{{AgentId: "a1", Isolated: true}},
-		Actions:       []*cloudv1.PendingAction{{ActionId: "x1", AgentId: "a1", Type: "heartbeat_now", Payload: []byte(`{}`)}},
+		Actions:       []*cloudv1.PendingAction{{ActionId: "x1", AgentId: "a1", Action: action.New(agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW)}},
 	}
 	if err := s.ApplyControl(ctx, poll); err != nil {
 		t.Fatal(err)
 	}
 	cmds := s.Commands("a1")
-	if len(cmds) != 2 || cmds[0].GetType() != "isolate" || cmds[1].GetId() != "x1" {
+	if len(cmds) != 2 || cmds[0].GetAction().GetType() != agentv1.ActionType_ACTION_TYPE_ISOLATE || cmds[1].GetId() != "x1" {
 		t.Fatalf("commands of a1: got %v, want the isolation state then x1", cmds)
 	}
 	if !sitestate.IsStateCommand(cmds[0].GetId()) || sitestate.IsStateCommand(cmds[1].GetId()) {
@@ -118,5 +121,67 @@ func TestApplyControl(t *testing.T) {
 	}
 	if s.ControlVersion() != 4 || s.GroupTier("g1") != "" {
 		t.Fatalf("a stale poll replaced the keys: version %d, tier %q", s.ControlVersion(), s.GroupTier("g1"))
+	}
+}
+
+// Isolation reaches the agent as its desired state only: the cloud's
+// isolate and cancel_isolation actions are not delivered as commands, and
+// the agent's result for the state finishes them (an overridden one as
+// superseded).
+func TestIsolationActionsFinishedByTheStateResult(t *testing.T) {
+	s := sitestatetest.New(t, sitestatetest.Tenant("t1"))
+	ctx := context.Background()
+	poll := &cloudv1.ControlPollResponse{
+		Version:   1,
+		AllowList: &cloudv1.AllowList{Cidrs: []string{"10.0.0.0/8"}},
+		Isolation: []*cloudv1.AgentIsolation{{AgentId: "a1", Isolated: true}},
+		Actions: []*cloudv1.PendingAction{
+			{ActionId: "act1", AgentId: "a1", CreatedUnixMs: 1, Action: action.New(agentv1.ActionType_ACTION_TYPE_ISOLATE)},
+			{ActionId: "act2", AgentId: "a1", CreatedUnixMs: 2, Action: action.New(agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW)},
+			{ActionId: "act3", AgentId: "a2", CreatedUnixMs: 3, Action: action.New(agentv1.ActionType_ACTION_TYPE_HEARTBEAT_NOW)},
+		},
+	}
+	if err := s.ApplyControl(ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+	cmds := s.Commands("a1")
+	if len(cmds) != 2 || !sitestate.IsStateCommand(cmds[0].GetId()) || cmds[1].GetId() != "act2" {
+		t.Fatalf("got %v, want the isolation state then act2", cmds)
+	}
+	if err := action.Validate(cmds[0].GetAction()); err != nil {
+		t.Fatalf("state command: %v", err)
+	}
+	if got := cmds[0].GetAction().GetIsolate().GetAllowList().GetCidrs(); len(got) != 1 || got[0] != "10.0.0.0/8" {
+		t.Errorf("state command allow-list: got %v", got)
+	}
+	if again := s.Commands("a1")[0].GetId(); again != cmds[0].GetId() {
+		t.Errorf("state command id changed for the same state: %s, then %s", cmds[0].GetId(), again)
+	}
+	res := s.IsolationResults("a1", &agentv1.CommandResult{Id: cmds[0].GetId(), Ok: true})
+	if len(res) != 1 || res[0].GetId() != "act1" || !res[0].GetOk() {
+		t.Fatalf("results for the state: got %v, want act1 ok", res)
+	}
+	if res := s.IsolationResults("a1", &agentv1.CommandResult{Id: "state:isolate:0000", Ok: true}); len(res) != 0 {
+		t.Fatalf("a result for a state that is not current finished %v", res)
+	}
+
+	// An isolate and then a cancel: the state is "not isolated", so the
+	// cancel takes the agent's outcome and the isolate is superseded.
+	poll.Version = 2
+	poll.Isolation = []*cloudv1.AgentIsolation{{AgentId: "a1", Isolated: false}}
+	poll.Actions = append(poll.Actions, &cloudv1.PendingAction{ActionId: "act4", AgentId: "a1", CreatedUnixMs: 4, Action: action.New(agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION)})
+	if err := s.ApplyControl(ctx, poll); err != nil {
+		t.Fatal(err)
+	}
+	state := s.StateCommand("a1")
+	if state.GetAction().GetType() != agentv1.ActionType_ACTION_TYPE_CANCEL_ISOLATION {
+		t.Fatalf("state after cancel: %v", state)
+	}
+	byID := map[string]*agentv1.CommandResult{}
+	for _, r := range s.IsolationResults("a1", &agentv1.CommandResult{Id: state.GetId(), Ok: true}) {
+		byID[r.GetId()] = r
+	}
+	if len(byID) != 2 || !byID["act4"].GetOk() || byID["act1"].GetOk() || !strings.Contains(byID["act1"].GetReason(), "superseded") {
+		t.Fatalf("results after cancel: got %v", byID)
 	}
 }

@@ -86,6 +86,81 @@ func (Priority) EnumDescriptor() ([]byte, []int) {
 	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{0}
 }
 
+// ActionType names each action. The admin API's JSON names are these in
+// lower case without the prefix ("quarantine_file"); numbers never change.
+type ActionType int32
+
+const (
+	ActionType_ACTION_TYPE_UNSPECIFIED             ActionType = 0
+	ActionType_ACTION_TYPE_ISOLATE                 ActionType = 1
+	ActionType_ACTION_TYPE_CANCEL_ISOLATION        ActionType = 2
+	ActionType_ACTION_TYPE_QUARANTINE_FILE         ActionType = 3
+	ActionType_ACTION_TYPE_RESTORE_FILE            ActionType = 4
+	ActionType_ACTION_TYPE_TERMINATE_PROCESS       ActionType = 5
+	ActionType_ACTION_TYPE_RETRIEVE_FILE           ActionType = 6
+	ActionType_ACTION_TYPE_RETRIEVE_SUPPORT_BUNDLE ActionType = 7
+	ActionType_ACTION_TYPE_SET_PROXY               ActionType = 8
+	ActionType_ACTION_TYPE_CLEAR_PROXY             ActionType = 9
+	ActionType_ACTION_TYPE_HEARTBEAT_NOW           ActionType = 10
+)
+
+// Enum value maps for ActionType.
+var (
+	ActionType_name = map[int32]string{
+		0:  "ACTION_TYPE_UNSPECIFIED",
+		1:  "ACTION_TYPE_ISOLATE",
+		2:  "ACTION_TYPE_CANCEL_ISOLATION",
+		3:  "ACTION_TYPE_QUARANTINE_FILE",
+		4:  "ACTION_TYPE_RESTORE_FILE",
+		5:  "ACTION_TYPE_TERMINATE_PROCESS",
+		6:  "ACTION_TYPE_RETRIEVE_FILE",
+		7:  "ACTION_TYPE_RETRIEVE_SUPPORT_BUNDLE",
+		8:  "ACTION_TYPE_SET_PROXY",
+		9:  "ACTION_TYPE_CLEAR_PROXY",
+		10: "ACTION_TYPE_HEARTBEAT_NOW",
+	}
+	ActionType_value = map[string]int32{
+		"ACTION_TYPE_UNSPECIFIED":             0,
+		"ACTION_TYPE_ISOLATE":                 1,
+		"ACTION_TYPE_CANCEL_ISOLATION":        2,
+		"ACTION_TYPE_QUARANTINE_FILE":         3,
+		"ACTION_TYPE_RESTORE_FILE":            4,
+		"ACTION_TYPE_TERMINATE_PROCESS":       5,
+		"ACTION_TYPE_RETRIEVE_FILE":           6,
+		"ACTION_TYPE_RETRIEVE_SUPPORT_BUNDLE": 7,
+		"ACTION_TYPE_SET_PROXY":               8,
+		"ACTION_TYPE_CLEAR_PROXY":             9,
+		"ACTION_TYPE_HEARTBEAT_NOW":           10,
+	}
+)
+
+func (x ActionType) Enum() *ActionType {
+	p := new(ActionType)
+	*p = x
+	return p
+}
+
+func (x ActionType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActionType) Descriptor() protoreflect.EnumDescriptor {
+	return file_gatehouse_agent_v1_agent_proto_enumTypes[1].Descriptor()
+}
+
+func (ActionType) Type() protoreflect.EnumType {
+	return &file_gatehouse_agent_v1_agent_proto_enumTypes[1]
+}
+
+func (x ActionType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActionType.Descriptor instead.
+func (ActionType) EnumDescriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
 type BatchAck_Status int32
 
 const (
@@ -125,11 +200,11 @@ func (x BatchAck_Status) String() string {
 }
 
 func (BatchAck_Status) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_agent_v1_agent_proto_enumTypes[1].Descriptor()
+	return file_gatehouse_agent_v1_agent_proto_enumTypes[2].Descriptor()
 }
 
 func (BatchAck_Status) Type() protoreflect.EnumType {
-	return &file_gatehouse_agent_v1_agent_proto_enumTypes[1]
+	return &file_gatehouse_agent_v1_agent_proto_enumTypes[2]
 }
 
 func (x BatchAck_Status) Number() protoreflect.EnumNumber {
@@ -192,11 +267,11 @@ func (x Error_Code) String() string {
 }
 
 func (Error_Code) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_agent_v1_agent_proto_enumTypes[2].Descriptor()
+	return file_gatehouse_agent_v1_agent_proto_enumTypes[3].Descriptor()
 }
 
 func (Error_Code) Type() protoreflect.EnumType {
-	return &file_gatehouse_agent_v1_agent_proto_enumTypes[2]
+	return &file_gatehouse_agent_v1_agent_proto_enumTypes[3]
 }
 
 func (x Error_Code) Number() protoreflect.EnumNumber {
@@ -205,7 +280,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{13, 0}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type Frame struct {
@@ -1149,12 +1224,13 @@ func (x *ReceiptAck) GetSeqs() []uint64 {
 	return nil
 }
 
+// Command is an action delivered to the agent. type and payload were a type
+// string and a JSON payload; the action is typed now.
 type Command struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,4,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Action        *Action                `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1196,25 +1272,550 @@ func (x *Command) GetId() string {
 	return ""
 }
 
-func (x *Command) GetType() string {
+func (x *Command) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+func (x *Command) GetAction() *Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+// Action is one action with its typed payload, the same message from the
+// cloud through the relay's cluster to the agent. The payload case must be
+// the one of type (internal/action.Validate checks both, for the cloud and
+// the agent alike).
+type Action struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  ActionType             `protobuf:"varint,1,opt,name=type,proto3,enum=gatehouse.agent.v1.ActionType" json:"type,omitempty"`
+	// Types that are valid to be assigned to Payload:
+	//
+	//	*Action_Isolate
+	//	*Action_CancelIsolation
+	//	*Action_QuarantineFile
+	//	*Action_RestoreFile
+	//	*Action_TerminateProcess
+	//	*Action_RetrieveFile
+	//	*Action_RetrieveSupportBundle
+	//	*Action_SetProxy
+	//	*Action_ClearProxy
+	//	*Action_HeartbeatNow
+	Payload       isAction_Payload `protobuf_oneof:"payload"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Action) Reset() {
+	*x = Action{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Action) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Action) ProtoMessage() {}
+
+func (x *Action) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Action.ProtoReflect.Descriptor instead.
+func (*Action) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Action) GetType() ActionType {
 	if x != nil {
 		return x.Type
 	}
-	return ""
+	return ActionType_ACTION_TYPE_UNSPECIFIED
 }
 
-func (x *Command) GetPayload() []byte {
+func (x *Action) GetPayload() isAction_Payload {
 	if x != nil {
 		return x.Payload
 	}
 	return nil
 }
 
-func (x *Command) GetCreatedUnixMs() int64 {
+func (x *Action) GetIsolate() *IsolatePayload {
 	if x != nil {
-		return x.CreatedUnixMs
+		if x, ok := x.Payload.(*Action_Isolate); ok {
+			return x.Isolate
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetCancelIsolation() *EmptyPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_CancelIsolation); ok {
+			return x.CancelIsolation
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetQuarantineFile() *PathPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_QuarantineFile); ok {
+			return x.QuarantineFile
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetRestoreFile() *RestoreFilePayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_RestoreFile); ok {
+			return x.RestoreFile
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetTerminateProcess() *TerminateProcessPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_TerminateProcess); ok {
+			return x.TerminateProcess
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetRetrieveFile() *PathPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_RetrieveFile); ok {
+			return x.RetrieveFile
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetRetrieveSupportBundle() *EmptyPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_RetrieveSupportBundle); ok {
+			return x.RetrieveSupportBundle
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetSetProxy() *SetProxyPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_SetProxy); ok {
+			return x.SetProxy
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetClearProxy() *EmptyPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_ClearProxy); ok {
+			return x.ClearProxy
+		}
+	}
+	return nil
+}
+
+func (x *Action) GetHeartbeatNow() *EmptyPayload {
+	if x != nil {
+		if x, ok := x.Payload.(*Action_HeartbeatNow); ok {
+			return x.HeartbeatNow
+		}
+	}
+	return nil
+}
+
+type isAction_Payload interface {
+	isAction_Payload()
+}
+
+type Action_Isolate struct {
+	Isolate *IsolatePayload `protobuf:"bytes,2,opt,name=isolate,proto3,oneof"`
+}
+
+type Action_CancelIsolation struct {
+	CancelIsolation *EmptyPayload `protobuf:"bytes,3,opt,name=cancel_isolation,json=cancelIsolation,proto3,oneof"`
+}
+
+type Action_QuarantineFile struct {
+	QuarantineFile *PathPayload `protobuf:"bytes,4,opt,name=quarantine_file,json=quarantineFile,proto3,oneof"`
+}
+
+type Action_RestoreFile struct {
+	RestoreFile *RestoreFilePayload `protobuf:"bytes,5,opt,name=restore_file,json=restoreFile,proto3,oneof"`
+}
+
+type Action_TerminateProcess struct {
+	TerminateProcess *TerminateProcessPayload `protobuf:"bytes,6,opt,name=terminate_process,json=terminateProcess,proto3,oneof"`
+}
+
+type Action_RetrieveFile struct {
+	RetrieveFile *PathPayload `protobuf:"bytes,7,opt,name=retrieve_file,json=retrieveFile,proto3,oneof"`
+}
+
+type Action_RetrieveSupportBundle struct {
+	RetrieveSupportBundle *EmptyPayload `protobuf:"bytes,8,opt,name=retrieve_support_bundle,json=retrieveSupportBundle,proto3,oneof"`
+}
+
+type Action_SetProxy struct {
+	SetProxy *SetProxyPayload `protobuf:"bytes,9,opt,name=set_proxy,json=setProxy,proto3,oneof"`
+}
+
+type Action_ClearProxy struct {
+	ClearProxy *EmptyPayload `protobuf:"bytes,10,opt,name=clear_proxy,json=clearProxy,proto3,oneof"`
+}
+
+type Action_HeartbeatNow struct {
+	HeartbeatNow *EmptyPayload `protobuf:"bytes,11,opt,name=heartbeat_now,json=heartbeatNow,proto3,oneof"`
+}
+
+func (*Action_Isolate) isAction_Payload() {}
+
+func (*Action_CancelIsolation) isAction_Payload() {}
+
+func (*Action_QuarantineFile) isAction_Payload() {}
+
+func (*Action_RestoreFile) isAction_Payload() {}
+
+func (*Action_TerminateProcess) isAction_Payload() {}
+
+func (*Action_RetrieveFile) isAction_Payload() {}
+
+func (*Action_RetrieveSupportBundle) isAction_Payload() {}
+
+func (*Action_SetProxy) isAction_Payload() {}
+
+func (*Action_ClearProxy) isAction_Payload() {}
+
+func (*Action_HeartbeatNow) isAction_Payload() {}
+
+// IsolatePayload is empty from the cloud; the relay adds the tenant's
+// allow-list. An isolate without allow_list keeps the agent's current one.
+type IsolatePayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AllowList     *IsolationAllowList    `protobuf:"bytes,1,opt,name=allow_list,json=allowList,proto3" json:"allow_list,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsolatePayload) Reset() {
+	*x = IsolatePayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsolatePayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsolatePayload) ProtoMessage() {}
+
+func (x *IsolatePayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsolatePayload.ProtoReflect.Descriptor instead.
+func (*IsolatePayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *IsolatePayload) GetAllowList() *IsolationAllowList {
+	if x != nil {
+		return x.AllowList
+	}
+	return nil
+}
+
+type IsolationAllowList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Cidrs         []string               `protobuf:"bytes,1,rep,name=cidrs,proto3" json:"cidrs,omitempty"` // prefixes, at most IPv4 /8 or IPv6 /32 wide
+	Names         []string               `protobuf:"bytes,2,rep,name=names,proto3" json:"names,omitempty"` // host names
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IsolationAllowList) Reset() {
+	*x = IsolationAllowList{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IsolationAllowList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IsolationAllowList) ProtoMessage() {}
+
+func (x *IsolationAllowList) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IsolationAllowList.ProtoReflect.Descriptor instead.
+func (*IsolationAllowList) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *IsolationAllowList) GetCidrs() []string {
+	if x != nil {
+		return x.Cidrs
+	}
+	return nil
+}
+
+func (x *IsolationAllowList) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+type EmptyPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmptyPayload) Reset() {
+	*x = EmptyPayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmptyPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmptyPayload) ProtoMessage() {}
+
+func (x *EmptyPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmptyPayload.ProtoReflect.Descriptor instead.
+func (*EmptyPayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+}
+
+type PathPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"` // absolute
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PathPayload) Reset() {
+	*x = PathPayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PathPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PathPayload) ProtoMessage() {}
+
+func (x *PathPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PathPayload.ProtoReflect.Descriptor instead.
+func (*PathPayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PathPayload) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type RestoreFilePayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	QuarantineId  string                 `protobuf:"bytes,1,opt,name=quarantine_id,json=quarantineId,proto3" json:"quarantine_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreFilePayload) Reset() {
+	*x = RestoreFilePayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreFilePayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreFilePayload) ProtoMessage() {}
+
+func (x *RestoreFilePayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreFilePayload.ProtoReflect.Descriptor instead.
+func (*RestoreFilePayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RestoreFilePayload) GetQuarantineId() string {
+	if x != nil {
+		return x.QuarantineId
+	}
+	return ""
+}
+
+type TerminateProcessPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pid           int64                  `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminateProcessPayload) Reset() {
+	*x = TerminateProcessPayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminateProcessPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminateProcessPayload) ProtoMessage() {}
+
+func (x *TerminateProcessPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminateProcessPayload.ProtoReflect.Descriptor instead.
+func (*TerminateProcessPayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TerminateProcessPayload) GetPid() int64 {
+	if x != nil {
+		return x.Pid
 	}
 	return 0
+}
+
+type SetProxyPayload struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"` // http:// or https:// proxy URL
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetProxyPayload) Reset() {
+	*x = SetProxyPayload{}
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetProxyPayload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetProxyPayload) ProtoMessage() {}
+
+func (x *SetProxyPayload) ProtoReflect() protoreflect.Message {
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetProxyPayload.ProtoReflect.Descriptor instead.
+func (*SetProxyPayload) Descriptor() ([]byte, []int) {
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetProxyPayload) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
 }
 
 type CommandResult struct {
@@ -1229,7 +1830,7 @@ type CommandResult struct {
 
 func (x *CommandResult) Reset() {
 	*x = CommandResult{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1842,7 @@ func (x *CommandResult) String() string {
 func (*CommandResult) ProtoMessage() {}
 
 func (x *CommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1855,7 @@ func (x *CommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResult.ProtoReflect.Descriptor instead.
 func (*CommandResult) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommandResult) GetId() string {
@@ -1296,7 +1897,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1909,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_gatehouse_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1922,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_gatehouse_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -1425,12 +2026,41 @@ const file_gatehouse_agent_v1_agent_proto_rawDesc = "" +
 	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\" \n" +
 	"\n" +
 	"ReceiptAck\x12\x12\n" +
-	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"o\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\"\x90\x01\n" +
 	"\aCommand\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\"_\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x04 \x01(\x03R\rcreatedUnixMs\x122\n" +
+	"\x06action\x18\x05 \x01(\v2\x1a.gatehouse.agent.v1.ActionR\x06actionJ\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x04typeR\apayload\"\xc1\x06\n" +
+	"\x06Action\x122\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1e.gatehouse.agent.v1.ActionTypeR\x04type\x12>\n" +
+	"\aisolate\x18\x02 \x01(\v2\".gatehouse.agent.v1.IsolatePayloadH\x00R\aisolate\x12M\n" +
+	"\x10cancel_isolation\x18\x03 \x01(\v2 .gatehouse.agent.v1.EmptyPayloadH\x00R\x0fcancelIsolation\x12J\n" +
+	"\x0fquarantine_file\x18\x04 \x01(\v2\x1f.gatehouse.agent.v1.PathPayloadH\x00R\x0equarantineFile\x12K\n" +
+	"\frestore_file\x18\x05 \x01(\v2&.gatehouse.agent.v1.RestoreFilePayloadH\x00R\vrestoreFile\x12Z\n" +
+	"\x11terminate_process\x18\x06 \x01(\v2+.gatehouse.agent.v1.TerminateProcessPayloadH\x00R\x10terminateProcess\x12F\n" +
+	"\rretrieve_file\x18\a \x01(\v2\x1f.gatehouse.agent.v1.PathPayloadH\x00R\fretrieveFile\x12Z\n" +
+	"\x17retrieve_support_bundle\x18\b \x01(\v2 .gatehouse.agent.v1.EmptyPayloadH\x00R\x15retrieveSupportBundle\x12B\n" +
+	"\tset_proxy\x18\t \x01(\v2#.gatehouse.agent.v1.SetProxyPayloadH\x00R\bsetProxy\x12C\n" +
+	"\vclear_proxy\x18\n" +
+	" \x01(\v2 .gatehouse.agent.v1.EmptyPayloadH\x00R\n" +
+	"clearProxy\x12G\n" +
+	"\rheartbeat_now\x18\v \x01(\v2 .gatehouse.agent.v1.EmptyPayloadH\x00R\fheartbeatNowB\t\n" +
+	"\apayload\"W\n" +
+	"\x0eIsolatePayload\x12E\n" +
+	"\n" +
+	"allow_list\x18\x01 \x01(\v2&.gatehouse.agent.v1.IsolationAllowListR\tallowList\"@\n" +
+	"\x12IsolationAllowList\x12\x14\n" +
+	"\x05cidrs\x18\x01 \x03(\tR\x05cidrs\x12\x14\n" +
+	"\x05names\x18\x02 \x03(\tR\x05names\"\x0e\n" +
+	"\fEmptyPayload\"!\n" +
+	"\vPathPayload\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"9\n" +
+	"\x12RestoreFilePayload\x12#\n" +
+	"\rquarantine_id\x18\x01 \x01(\tR\fquarantineId\"+\n" +
+	"\x17TerminateProcessPayload\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\x03R\x03pid\"#\n" +
+	"\x0fSetProxyPayload\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\"_\n" +
 	"\rCommandResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x0e\n" +
 	"\x02ok\x18\x02 \x01(\bR\x02ok\x12\x16\n" +
@@ -1453,7 +2083,21 @@ const file_gatehouse_agent_v1_agent_proto_rawDesc = "" +
 	"\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PRIORITY_SECURITY\x10\x01\x12\x11\n" +
 	"\rPRIORITY_BULK\x10\x02\x12\x11\n" +
-	"\rPRIORITY_FILE\x10\x03BAZ?github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1;agentv1b\x06proto3"
+	"\rPRIORITY_FILE\x10\x03*\xe5\x02\n" +
+	"\n" +
+	"ActionType\x12\x1b\n" +
+	"\x17ACTION_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13ACTION_TYPE_ISOLATE\x10\x01\x12 \n" +
+	"\x1cACTION_TYPE_CANCEL_ISOLATION\x10\x02\x12\x1f\n" +
+	"\x1bACTION_TYPE_QUARANTINE_FILE\x10\x03\x12\x1c\n" +
+	"\x18ACTION_TYPE_RESTORE_FILE\x10\x04\x12!\n" +
+	"\x1dACTION_TYPE_TERMINATE_PROCESS\x10\x05\x12\x1d\n" +
+	"\x19ACTION_TYPE_RETRIEVE_FILE\x10\x06\x12'\n" +
+	"#ACTION_TYPE_RETRIEVE_SUPPORT_BUNDLE\x10\a\x12\x19\n" +
+	"\x15ACTION_TYPE_SET_PROXY\x10\b\x12\x1b\n" +
+	"\x17ACTION_TYPE_CLEAR_PROXY\x10\t\x12\x1d\n" +
+	"\x19ACTION_TYPE_HEARTBEAT_NOW\x10\n" +
+	"BAZ?github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1;agentv1b\x06proto3"
 
 var (
 	file_gatehouse_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1467,51 +2111,73 @@ func file_gatehouse_agent_v1_agent_proto_rawDescGZIP() []byte {
 	return file_gatehouse_agent_v1_agent_proto_rawDescData
 }
 
-var file_gatehouse_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_gatehouse_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_gatehouse_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_gatehouse_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_gatehouse_agent_v1_agent_proto_goTypes = []any{
-	(Priority)(0),          // 0: gatehouse.agent.v1.Priority
-	(BatchAck_Status)(0),   // 1: gatehouse.agent.v1.BatchAck.Status
-	(Error_Code)(0),        // 2: gatehouse.agent.v1.Error.Code
-	(*Frame)(nil),          // 3: gatehouse.agent.v1.Frame
-	(*Hello)(nil),          // 4: gatehouse.agent.v1.Hello
-	(*HelloReply)(nil),     // 5: gatehouse.agent.v1.HelloReply
-	(*HostStats)(nil),      // 6: gatehouse.agent.v1.HostStats
-	(*Heartbeat)(nil),      // 7: gatehouse.agent.v1.Heartbeat
-	(*RelayPin)(nil),       // 8: gatehouse.agent.v1.RelayPin
-	(*HeartbeatReply)(nil), // 9: gatehouse.agent.v1.HeartbeatReply
-	(*EventBatch)(nil),     // 10: gatehouse.agent.v1.EventBatch
-	(*BatchAck)(nil),       // 11: gatehouse.agent.v1.BatchAck
-	(*Delivered)(nil),      // 12: gatehouse.agent.v1.Delivered
-	(*ReceiptAck)(nil),     // 13: gatehouse.agent.v1.ReceiptAck
-	(*Command)(nil),        // 14: gatehouse.agent.v1.Command
-	(*CommandResult)(nil),  // 15: gatehouse.agent.v1.CommandResult
-	(*Error)(nil),          // 16: gatehouse.agent.v1.Error
+	(Priority)(0),                   // 0: gatehouse.agent.v1.Priority
+	(ActionType)(0),                 // 1: gatehouse.agent.v1.ActionType
+	(BatchAck_Status)(0),            // 2: gatehouse.agent.v1.BatchAck.Status
+	(Error_Code)(0),                 // 3: gatehouse.agent.v1.Error.Code
+	(*Frame)(nil),                   // 4: gatehouse.agent.v1.Frame
+	(*Hello)(nil),                   // 5: gatehouse.agent.v1.Hello
+	(*HelloReply)(nil),              // 6: gatehouse.agent.v1.HelloReply
+	(*HostStats)(nil),               // 7: gatehouse.agent.v1.HostStats
+	(*Heartbeat)(nil),               // 8: gatehouse.agent.v1.Heartbeat
+	(*RelayPin)(nil),                // 9: gatehouse.agent.v1.RelayPin
+	(*HeartbeatReply)(nil),          // 10: gatehouse.agent.v1.HeartbeatReply
+	(*EventBatch)(nil),              // 11: gatehouse.agent.v1.EventBatch
+	(*BatchAck)(nil),                // 12: gatehouse.agent.v1.BatchAck
+	(*Delivered)(nil),               // 13: gatehouse.agent.v1.Delivered
+	(*ReceiptAck)(nil),              // 14: gatehouse.agent.v1.ReceiptAck
+	(*Command)(nil),                 // 15: gatehouse.agent.v1.Command
+	(*Action)(nil),                  // 16: gatehouse.agent.v1.Action
+	(*IsolatePayload)(nil),          // 17: gatehouse.agent.v1.IsolatePayload
+	(*IsolationAllowList)(nil),      // 18: gatehouse.agent.v1.IsolationAllowList
+	(*EmptyPayload)(nil),            // 19: gatehouse.agent.v1.EmptyPayload
+	(*PathPayload)(nil),             // 20: gatehouse.agent.v1.PathPayload
+	(*RestoreFilePayload)(nil),      // 21: gatehouse.agent.v1.RestoreFilePayload
+	(*TerminateProcessPayload)(nil), // 22: gatehouse.agent.v1.TerminateProcessPayload
+	(*SetProxyPayload)(nil),         // 23: gatehouse.agent.v1.SetProxyPayload
+	(*CommandResult)(nil),           // 24: gatehouse.agent.v1.CommandResult
+	(*Error)(nil),                   // 25: gatehouse.agent.v1.Error
 }
 var file_gatehouse_agent_v1_agent_proto_depIdxs = []int32{
-	4,  // 0: gatehouse.agent.v1.Frame.hello:type_name -> gatehouse.agent.v1.Hello
-	5,  // 1: gatehouse.agent.v1.Frame.hello_reply:type_name -> gatehouse.agent.v1.HelloReply
-	7,  // 2: gatehouse.agent.v1.Frame.heartbeat:type_name -> gatehouse.agent.v1.Heartbeat
-	9,  // 3: gatehouse.agent.v1.Frame.heartbeat_reply:type_name -> gatehouse.agent.v1.HeartbeatReply
-	10, // 4: gatehouse.agent.v1.Frame.event_batch:type_name -> gatehouse.agent.v1.EventBatch
-	11, // 5: gatehouse.agent.v1.Frame.batch_ack:type_name -> gatehouse.agent.v1.BatchAck
-	12, // 6: gatehouse.agent.v1.Frame.delivered:type_name -> gatehouse.agent.v1.Delivered
-	13, // 7: gatehouse.agent.v1.Frame.receipt_ack:type_name -> gatehouse.agent.v1.ReceiptAck
-	14, // 8: gatehouse.agent.v1.Frame.command:type_name -> gatehouse.agent.v1.Command
-	15, // 9: gatehouse.agent.v1.Frame.command_result:type_name -> gatehouse.agent.v1.CommandResult
-	16, // 10: gatehouse.agent.v1.Frame.error:type_name -> gatehouse.agent.v1.Error
-	8,  // 11: gatehouse.agent.v1.HelloReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
-	6,  // 12: gatehouse.agent.v1.Heartbeat.stats:type_name -> gatehouse.agent.v1.HostStats
-	14, // 13: gatehouse.agent.v1.HeartbeatReply.commands:type_name -> gatehouse.agent.v1.Command
-	8,  // 14: gatehouse.agent.v1.HeartbeatReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
+	5,  // 0: gatehouse.agent.v1.Frame.hello:type_name -> gatehouse.agent.v1.Hello
+	6,  // 1: gatehouse.agent.v1.Frame.hello_reply:type_name -> gatehouse.agent.v1.HelloReply
+	8,  // 2: gatehouse.agent.v1.Frame.heartbeat:type_name -> gatehouse.agent.v1.Heartbeat
+	10, // 3: gatehouse.agent.v1.Frame.heartbeat_reply:type_name -> gatehouse.agent.v1.HeartbeatReply
+	11, // 4: gatehouse.agent.v1.Frame.event_batch:type_name -> gatehouse.agent.v1.EventBatch
+	12, // 5: gatehouse.agent.v1.Frame.batch_ack:type_name -> gatehouse.agent.v1.BatchAck
+	13, // 6: gatehouse.agent.v1.Frame.delivered:type_name -> gatehouse.agent.v1.Delivered
+	14, // 7: gatehouse.agent.v1.Frame.receipt_ack:type_name -> gatehouse.agent.v1.ReceiptAck
+	15, // 8: gatehouse.agent.v1.Frame.command:type_name -> gatehouse.agent.v1.Command
+	24, // 9: gatehouse.agent.v1.Frame.command_result:type_name -> gatehouse.agent.v1.CommandResult
+	25, // 10: gatehouse.agent.v1.Frame.error:type_name -> gatehouse.agent.v1.Error
+	9,  // 11: gatehouse.agent.v1.HelloReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
+	7,  // 12: gatehouse.agent.v1.Heartbeat.stats:type_name -> gatehouse.agent.v1.HostStats
+	15, // 13: gatehouse.agent.v1.HeartbeatReply.commands:type_name -> gatehouse.agent.v1.Command
+	9,  // 14: gatehouse.agent.v1.HeartbeatReply.relay_pins:type_name -> gatehouse.agent.v1.RelayPin
 	0,  // 15: gatehouse.agent.v1.EventBatch.priority:type_name -> gatehouse.agent.v1.Priority
-	1,  // 16: gatehouse.agent.v1.BatchAck.status:type_name -> gatehouse.agent.v1.BatchAck.Status
-	2,  // 17: gatehouse.agent.v1.Error.code:type_name -> gatehouse.agent.v1.Error.Code
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	2,  // 16: gatehouse.agent.v1.BatchAck.status:type_name -> gatehouse.agent.v1.BatchAck.Status
+	16, // 17: gatehouse.agent.v1.Command.action:type_name -> gatehouse.agent.v1.Action
+	1,  // 18: gatehouse.agent.v1.Action.type:type_name -> gatehouse.agent.v1.ActionType
+	17, // 19: gatehouse.agent.v1.Action.isolate:type_name -> gatehouse.agent.v1.IsolatePayload
+	19, // 20: gatehouse.agent.v1.Action.cancel_isolation:type_name -> gatehouse.agent.v1.EmptyPayload
+	20, // 21: gatehouse.agent.v1.Action.quarantine_file:type_name -> gatehouse.agent.v1.PathPayload
+	21, // 22: gatehouse.agent.v1.Action.restore_file:type_name -> gatehouse.agent.v1.RestoreFilePayload
+	22, // 23: gatehouse.agent.v1.Action.terminate_process:type_name -> gatehouse.agent.v1.TerminateProcessPayload
+	20, // 24: gatehouse.agent.v1.Action.retrieve_file:type_name -> gatehouse.agent.v1.PathPayload
+	19, // 25: gatehouse.agent.v1.Action.retrieve_support_bundle:type_name -> gatehouse.agent.v1.EmptyPayload
+	23, // 26: gatehouse.agent.v1.Action.set_proxy:type_name -> gatehouse.agent.v1.SetProxyPayload
+	19, // 27: gatehouse.agent.v1.Action.clear_proxy:type_name -> gatehouse.agent.v1.EmptyPayload
+	19, // 28: gatehouse.agent.v1.Action.heartbeat_now:type_name -> gatehouse.agent.v1.EmptyPayload
+	18, // 29: gatehouse.agent.v1.IsolatePayload.allow_list:type_name -> gatehouse.agent.v1.IsolationAllowList
+	3,  // 30: gatehouse.agent.v1.Error.code:type_name -> gatehouse.agent.v1.Error.Code
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_agent_v1_agent_proto_init() }
@@ -1532,13 +2198,25 @@ func file_gatehouse_agent_v1_agent_proto_init() {
 		(*Frame_CommandResult)(nil),
 		(*Frame_Error)(nil),
 	}
+	file_gatehouse_agent_v1_agent_proto_msgTypes[12].OneofWrappers = []any{
+		(*Action_Isolate)(nil),
+		(*Action_CancelIsolation)(nil),
+		(*Action_QuarantineFile)(nil),
+		(*Action_RestoreFile)(nil),
+		(*Action_TerminateProcess)(nil),
+		(*Action_RetrieveFile)(nil),
+		(*Action_RetrieveSupportBundle)(nil),
+		(*Action_SetProxy)(nil),
+		(*Action_ClearProxy)(nil),
+		(*Action_HeartbeatNow)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_agent_v1_agent_proto_rawDesc), len(file_gatehouse_agent_v1_agent_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   14,
+			NumEnums:      4,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

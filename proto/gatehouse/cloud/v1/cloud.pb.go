@@ -1164,18 +1164,12 @@ func (x *AgentIsolation) GetUpdatedUnixMs() int64 {
 
 // PendingAction is an action to deliver to an agent.
 type PendingAction struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	ActionId string                 `protobuf:"bytes,1,opt,name=action_id,json=actionId,proto3" json:"action_id,omitempty"`
-	AgentId  string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	// isolate, cancel_isolation, quarantine_file, restore_file,
-	// terminate_process, retrieve_file, retrieve_support_bundle, set_proxy,
-	// clear_proxy, heartbeat_now.
-	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	// JSON object, validated by the cloud for the type: {"path"} for
-	// quarantine_file and retrieve_file, {"quarantine_id"} for restore_file,
-	// {"pid"} for terminate_process, {"url"} for set_proxy, {} otherwise.
-	Payload       []byte `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
-	CreatedUnixMs int64  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActionId      string                 `protobuf:"bytes,1,opt,name=action_id,json=actionId,proto3" json:"action_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// Validated by the cloud (internal/action.Validate).
+	Action        *v1.Action `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1224,25 +1218,18 @@ func (x *PendingAction) GetAgentId() string {
 	return ""
 }
 
-func (x *PendingAction) GetType() string {
-	if x != nil {
-		return x.Type
-	}
-	return ""
-}
-
-func (x *PendingAction) GetPayload() []byte {
-	if x != nil {
-		return x.Payload
-	}
-	return nil
-}
-
 func (x *PendingAction) GetCreatedUnixMs() int64 {
 	if x != nil {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *PendingAction) GetAction() *v1.Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
 }
 
 // ActionResults reports finished actions. Idempotent: a result for an action
@@ -1563,13 +1550,12 @@ const file_gatehouse_cloud_v1_cloud_proto_rawDesc = "" +
 	"\x0eAgentIsolation\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bisolated\x18\x02 \x01(\bR\bisolated\x12&\n" +
-	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\x9d\x01\n" +
+	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\xbe\x01\n" +
 	"\rPendingAction\x12\x1b\n" +
 	"\taction_id\x18\x01 \x01(\tR\bactionId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
-	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"K\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x122\n" +
+	"\x06action\x18\x06 \x01(\v2\x1a.gatehouse.agent.v1.ActionR\x06actionJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05R\x04typeR\apayload\"K\n" +
 	"\rActionResults\x12:\n" +
 	"\aresults\x18\x01 \x03(\v2 .gatehouse.cloud.v1.ActionResultR\aresults\"\x86\x01\n" +
 	"\fActionResult\x12\x1b\n" +
@@ -1631,6 +1617,7 @@ var file_gatehouse_cloud_v1_cloud_proto_goTypes = []any{
 	(*ActionResultsAck)(nil),      // 20: gatehouse.cloud.v1.ActionResultsAck
 	(*RejectedResult)(nil),        // 21: gatehouse.cloud.v1.RejectedResult
 	(*v1.EventBatch)(nil),         // 22: gatehouse.agent.v1.EventBatch
+	(*v1.Action)(nil),             // 23: gatehouse.agent.v1.Action
 }
 var file_gatehouse_cloud_v1_cloud_proto_depIdxs = []int32{
 	1,  // 0: gatehouse.cloud.v1.Status.code:type_name -> gatehouse.cloud.v1.Status.Code
@@ -1643,13 +1630,14 @@ var file_gatehouse_cloud_v1_cloud_proto_depIdxs = []int32{
 	16, // 7: gatehouse.cloud.v1.ControlPollResponse.isolation:type_name -> gatehouse.cloud.v1.AgentIsolation
 	17, // 8: gatehouse.cloud.v1.ControlPollResponse.actions:type_name -> gatehouse.cloud.v1.PendingAction
 	0,  // 9: gatehouse.cloud.v1.DnsOverride.type:type_name -> gatehouse.cloud.v1.DnsType
-	19, // 10: gatehouse.cloud.v1.ActionResults.results:type_name -> gatehouse.cloud.v1.ActionResult
-	21, // 11: gatehouse.cloud.v1.ActionResultsAck.rejected:type_name -> gatehouse.cloud.v1.RejectedResult
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	23, // 10: gatehouse.cloud.v1.PendingAction.action:type_name -> gatehouse.agent.v1.Action
+	19, // 11: gatehouse.cloud.v1.ActionResults.results:type_name -> gatehouse.cloud.v1.ActionResult
+	21, // 12: gatehouse.cloud.v1.ActionResultsAck.rejected:type_name -> gatehouse.cloud.v1.RejectedResult
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_cloud_v1_cloud_proto_init() }

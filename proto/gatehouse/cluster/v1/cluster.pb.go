@@ -16,6 +16,7 @@
 package clusterv1
 
 import (
+	v11 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	v1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -30,64 +31,6 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
-
-type DnsType int32
-
-const (
-	DnsType_DNS_TYPE_UNSPECIFIED DnsType = 0
-	DnsType_DNS_TYPE_A           DnsType = 1
-	DnsType_DNS_TYPE_AAAA        DnsType = 2
-	DnsType_DNS_TYPE_CNAME       DnsType = 3
-	DnsType_DNS_TYPE_SRV         DnsType = 4
-	DnsType_DNS_TYPE_TXT         DnsType = 5
-)
-
-// Enum value maps for DnsType.
-var (
-	DnsType_name = map[int32]string{
-		0: "DNS_TYPE_UNSPECIFIED",
-		1: "DNS_TYPE_A",
-		2: "DNS_TYPE_AAAA",
-		3: "DNS_TYPE_CNAME",
-		4: "DNS_TYPE_SRV",
-		5: "DNS_TYPE_TXT",
-	}
-	DnsType_value = map[string]int32{
-		"DNS_TYPE_UNSPECIFIED": 0,
-		"DNS_TYPE_A":           1,
-		"DNS_TYPE_AAAA":        2,
-		"DNS_TYPE_CNAME":       3,
-		"DNS_TYPE_SRV":         4,
-		"DNS_TYPE_TXT":         5,
-	}
-)
-
-func (x DnsType) Enum() *DnsType {
-	p := new(DnsType)
-	*p = x
-	return p
-}
-
-func (x DnsType) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (DnsType) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
-}
-
-func (DnsType) Type() protoreflect.EnumType {
-	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[0]
-}
-
-func (x DnsType) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use DnsType.Descriptor instead.
-func (DnsType) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
-}
 
 type RpcCode int32
 
@@ -131,11 +74,11 @@ func (x RpcCode) String() string {
 }
 
 func (RpcCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[1].Descriptor()
+	return file_gatehouse_cluster_v1_cluster_proto_enumTypes[0].Descriptor()
 }
 
 func (RpcCode) Type() protoreflect.EnumType {
-	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[1]
+	return &file_gatehouse_cluster_v1_cluster_proto_enumTypes[0]
 }
 
 func (x RpcCode) Number() protoreflect.EnumNumber {
@@ -144,7 +87,7 @@ func (x RpcCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RpcCode.Descriptor instead.
 func (RpcCode) EnumDescriptor() ([]byte, []int) {
-	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{1}
+	return file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
 // Agent is a registered agent as the site knows it.
@@ -427,13 +370,16 @@ func (x *IsolationIntent) GetUpdatedUnixMs() int64 {
 	return 0
 }
 
+// DnsOverride is cloud.v1's DnsOverride as the site stores it. Its type is
+// cloud.v1's enum (one definition; the numbers are what the raft log and
+// snapshots hold, so they never change).
 type DnsOverride struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Fully qualified, lower case, with the trailing dot.
-	Name          string   `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          DnsType  `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cluster.v1.DnsType" json:"type,omitempty"`
-	Values        []string `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
-	TtlSeconds    uint32   `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	Name          string     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          v1.DnsType `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cloud.v1.DnsType" json:"type,omitempty"`
+	Values        []string   `protobuf:"bytes,3,rep,name=values,proto3" json:"values,omitempty"`
+	TtlSeconds    uint32     `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -475,11 +421,11 @@ func (x *DnsOverride) GetName() string {
 	return ""
 }
 
-func (x *DnsOverride) GetType() DnsType {
+func (x *DnsOverride) GetType() v1.DnsType {
 	if x != nil {
 		return x.Type
 	}
-	return DnsType_DNS_TYPE_UNSPECIFIED
+	return v1.DnsType(0)
 }
 
 func (x *DnsOverride) GetValues() []string {
@@ -499,7 +445,7 @@ func (x *DnsOverride) GetTtlSeconds() uint32 {
 type DnsOverrideRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          DnsType                `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cluster.v1.DnsType" json:"type,omitempty"`
+	Type          v1.DnsType             `protobuf:"varint,2,opt,name=type,proto3,enum=gatehouse.cloud.v1.DnsType" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -541,11 +487,11 @@ func (x *DnsOverrideRef) GetName() string {
 	return ""
 }
 
-func (x *DnsOverrideRef) GetType() DnsType {
+func (x *DnsOverrideRef) GetType() v1.DnsType {
 	if x != nil {
 		return x.Type
 	}
-	return DnsType_DNS_TYPE_UNSPECIFIED
+	return v1.DnsType(0)
 }
 
 // AllowList is what an isolated agent of a tenant may still reach.
@@ -613,9 +559,8 @@ type PendingCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	Payload       []byte                 `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
 	CreatedUnixMs int64                  `protobuf:"varint,5,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	Action        *v11.Action            `protobuf:"bytes,6,opt,name=action,proto3" json:"action,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -664,25 +609,18 @@ func (x *PendingCommand) GetAgentId() string {
 	return ""
 }
 
-func (x *PendingCommand) GetType() string {
-	if x != nil {
-		return x.Type
-	}
-	return ""
-}
-
-func (x *PendingCommand) GetPayload() []byte {
-	if x != nil {
-		return x.Payload
-	}
-	return nil
-}
-
 func (x *PendingCommand) GetCreatedUnixMs() int64 {
 	if x != nil {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *PendingCommand) GetAction() *v11.Action {
+	if x != nil {
+		return x.Action
+	}
+	return nil
 }
 
 type CommandRef struct {
@@ -1610,7 +1548,7 @@ var File_gatehouse_cluster_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/cloud/v1/cloud.proto\"\xe4\x02\n" +
+	"\"gatehouse/cluster/v1/cluster.proto\x12\x14gatehouse.cluster.v1\x1a\x1egatehouse/agent/v1/agent.proto\x1a\x1egatehouse/cloud/v1/cloud.proto\"\xe4\x02\n" +
 	"\x05Agent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
@@ -1632,27 +1570,26 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x0fIsolationIntent\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1a\n" +
 	"\bisolated\x18\x02 \x01(\bR\bisolated\x12&\n" +
-	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\x8d\x01\n" +
+	"\x0fupdated_unix_ms\x18\x03 \x01(\x03R\rupdatedUnixMs\"\x8b\x01\n" +
 	"\vDnsOverride\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1d.gatehouse.cluster.v1.DnsTypeR\x04type\x12\x16\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1b.gatehouse.cloud.v1.DnsTypeR\x04type\x12\x16\n" +
 	"\x06values\x18\x03 \x03(\tR\x06values\x12\x1f\n" +
 	"\vttl_seconds\x18\x04 \x01(\rR\n" +
-	"ttlSeconds\"W\n" +
+	"ttlSeconds\"U\n" +
 	"\x0eDnsOverrideRef\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x121\n" +
-	"\x04type\x18\x02 \x01(\x0e2\x1d.gatehouse.cluster.v1.DnsTypeR\x04type\"T\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x1b.gatehouse.cloud.v1.DnsTypeR\x04type\"T\n" +
 	"\tAllowList\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05cidrs\x18\x02 \x03(\tR\x05cidrs\x12\x14\n" +
-	"\x05names\x18\x03 \x03(\tR\x05names\"\xa0\x01\n" +
+	"\x05names\x18\x03 \x03(\tR\x05names\"\xc1\x01\n" +
 	"\x0ePendingCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x12\n" +
-	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
-	"\apayload\x18\x04 \x01(\fR\apayload\x12&\n" +
-	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\"F\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12&\n" +
+	"\x0fcreated_unix_ms\x18\x05 \x01(\x03R\rcreatedUnixMs\x122\n" +
+	"\x06action\x18\x06 \x01(\v2\x1a.gatehouse.agent.v1.ActionR\x06actionJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05R\x04typeR\apayload\"F\n" +
 	"\n" +
 	"CommandRef\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x1d\n" +
@@ -1713,15 +1650,7 @@ const file_gatehouse_cluster_v1_cluster_proto_rawDesc = "" +
 	"\x04code\x18\x01 \x01(\x0e2\x1d.gatehouse.cluster.v1.RpcCodeR\x04code\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x04R\x05index\x12=\n" +
-	"\acertify\x18\x04 \x01(\v2#.gatehouse.cluster.v1.CertifyResultR\acertify*~\n" +
-	"\aDnsType\x12\x18\n" +
-	"\x14DNS_TYPE_UNSPECIFIED\x10\x00\x12\x0e\n" +
-	"\n" +
-	"DNS_TYPE_A\x10\x01\x12\x11\n" +
-	"\rDNS_TYPE_AAAA\x10\x02\x12\x12\n" +
-	"\x0eDNS_TYPE_CNAME\x10\x03\x12\x10\n" +
-	"\fDNS_TYPE_SRV\x10\x04\x12\x10\n" +
-	"\fDNS_TYPE_TXT\x10\x05*\x94\x01\n" +
+	"\acertify\x18\x04 \x01(\v2#.gatehouse.cluster.v1.CertifyResultR\acertify*\x94\x01\n" +
 	"\aRpcCode\x12\x0f\n" +
 	"\vRPC_CODE_OK\x10\x00\x12\x12\n" +
 	"\x0eRPC_CODE_ERROR\x10\x01\x12\x17\n" +
@@ -1742,62 +1671,64 @@ func file_gatehouse_cluster_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_gatehouse_cluster_v1_cluster_proto_rawDescData
 }
 
-var file_gatehouse_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_gatehouse_cluster_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_gatehouse_cluster_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_gatehouse_cluster_v1_cluster_proto_goTypes = []any{
-	(DnsType)(0),                    // 0: gatehouse.cluster.v1.DnsType
-	(RpcCode)(0),                    // 1: gatehouse.cluster.v1.RpcCode
-	(*Agent)(nil),                   // 2: gatehouse.cluster.v1.Agent
-	(*AgentRef)(nil),                // 3: gatehouse.cluster.v1.AgentRef
-	(*RegistrationKeys)(nil),        // 4: gatehouse.cluster.v1.RegistrationKeys
-	(*IsolationIntent)(nil),         // 5: gatehouse.cluster.v1.IsolationIntent
-	(*DnsOverride)(nil),             // 6: gatehouse.cluster.v1.DnsOverride
-	(*DnsOverrideRef)(nil),          // 7: gatehouse.cluster.v1.DnsOverrideRef
-	(*AllowList)(nil),               // 8: gatehouse.cluster.v1.AllowList
-	(*PendingCommand)(nil),          // 9: gatehouse.cluster.v1.PendingCommand
-	(*CommandRef)(nil),              // 10: gatehouse.cluster.v1.CommandRef
-	(*Member)(nil),                  // 11: gatehouse.cluster.v1.Member
-	(*MemberRef)(nil),               // 12: gatehouse.cluster.v1.MemberRef
-	(*SnapshotHeader)(nil),          // 13: gatehouse.cluster.v1.SnapshotHeader
-	(*SnapshotRecord)(nil),          // 14: gatehouse.cluster.v1.SnapshotRecord
-	(*RpcRequest)(nil),              // 15: gatehouse.cluster.v1.RpcRequest
-	(*ApplyCall)(nil),               // 16: gatehouse.cluster.v1.ApplyCall
-	(*BarrierCall)(nil),             // 17: gatehouse.cluster.v1.BarrierCall
-	(*AddVoterCall)(nil),            // 18: gatehouse.cluster.v1.AddVoterCall
-	(*RemoveServerCall)(nil),        // 19: gatehouse.cluster.v1.RemoveServerCall
-	(*CertifyCall)(nil),             // 20: gatehouse.cluster.v1.CertifyCall
-	(*CertifyResult)(nil),           // 21: gatehouse.cluster.v1.CertifyResult
-	(*RpcResponse)(nil),             // 22: gatehouse.cluster.v1.RpcResponse
-	(*v1.RegisterAgentRequest)(nil), // 23: gatehouse.cloud.v1.RegisterAgentRequest
-	(*v1.RegistrationKeyHash)(nil),  // 24: gatehouse.cloud.v1.RegistrationKeyHash
-	(*v1.GroupPolicy)(nil),          // 25: gatehouse.cloud.v1.GroupPolicy
+	(RpcCode)(0),                    // 0: gatehouse.cluster.v1.RpcCode
+	(*Agent)(nil),                   // 1: gatehouse.cluster.v1.Agent
+	(*AgentRef)(nil),                // 2: gatehouse.cluster.v1.AgentRef
+	(*RegistrationKeys)(nil),        // 3: gatehouse.cluster.v1.RegistrationKeys
+	(*IsolationIntent)(nil),         // 4: gatehouse.cluster.v1.IsolationIntent
+	(*DnsOverride)(nil),             // 5: gatehouse.cluster.v1.DnsOverride
+	(*DnsOverrideRef)(nil),          // 6: gatehouse.cluster.v1.DnsOverrideRef
+	(*AllowList)(nil),               // 7: gatehouse.cluster.v1.AllowList
+	(*PendingCommand)(nil),          // 8: gatehouse.cluster.v1.PendingCommand
+	(*CommandRef)(nil),              // 9: gatehouse.cluster.v1.CommandRef
+	(*Member)(nil),                  // 10: gatehouse.cluster.v1.Member
+	(*MemberRef)(nil),               // 11: gatehouse.cluster.v1.MemberRef
+	(*SnapshotHeader)(nil),          // 12: gatehouse.cluster.v1.SnapshotHeader
+	(*SnapshotRecord)(nil),          // 13: gatehouse.cluster.v1.SnapshotRecord
+	(*RpcRequest)(nil),              // 14: gatehouse.cluster.v1.RpcRequest
+	(*ApplyCall)(nil),               // 15: gatehouse.cluster.v1.ApplyCall
+	(*BarrierCall)(nil),             // 16: gatehouse.cluster.v1.BarrierCall
+	(*AddVoterCall)(nil),            // 17: gatehouse.cluster.v1.AddVoterCall
+	(*RemoveServerCall)(nil),        // 18: gatehouse.cluster.v1.RemoveServerCall
+	(*CertifyCall)(nil),             // 19: gatehouse.cluster.v1.CertifyCall
+	(*CertifyResult)(nil),           // 20: gatehouse.cluster.v1.CertifyResult
+	(*RpcResponse)(nil),             // 21: gatehouse.cluster.v1.RpcResponse
+	(*v1.RegisterAgentRequest)(nil), // 22: gatehouse.cloud.v1.RegisterAgentRequest
+	(*v1.RegistrationKeyHash)(nil),  // 23: gatehouse.cloud.v1.RegistrationKeyHash
+	(*v1.GroupPolicy)(nil),          // 24: gatehouse.cloud.v1.GroupPolicy
+	(v1.DnsType)(0),                 // 25: gatehouse.cloud.v1.DnsType
+	(*v11.Action)(nil),              // 26: gatehouse.agent.v1.Action
 }
 var file_gatehouse_cluster_v1_cluster_proto_depIdxs = []int32{
-	23, // 0: gatehouse.cluster.v1.Agent.pending_request:type_name -> gatehouse.cloud.v1.RegisterAgentRequest
-	24, // 1: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
-	25, // 2: gatehouse.cluster.v1.RegistrationKeys.group_policies:type_name -> gatehouse.cloud.v1.GroupPolicy
-	0,  // 3: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cluster.v1.DnsType
-	0,  // 4: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cluster.v1.DnsType
-	13, // 5: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
-	2,  // 6: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
-	4,  // 7: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
-	5,  // 8: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
-	6,  // 9: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
-	8,  // 10: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
-	9,  // 11: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
-	11, // 12: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
-	16, // 13: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
-	18, // 14: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
-	19, // 15: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
-	20, // 16: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
-	17, // 17: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
-	1,  // 18: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
-	21, // 19: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	22, // 0: gatehouse.cluster.v1.Agent.pending_request:type_name -> gatehouse.cloud.v1.RegisterAgentRequest
+	23, // 1: gatehouse.cluster.v1.RegistrationKeys.keys:type_name -> gatehouse.cloud.v1.RegistrationKeyHash
+	24, // 2: gatehouse.cluster.v1.RegistrationKeys.group_policies:type_name -> gatehouse.cloud.v1.GroupPolicy
+	25, // 3: gatehouse.cluster.v1.DnsOverride.type:type_name -> gatehouse.cloud.v1.DnsType
+	25, // 4: gatehouse.cluster.v1.DnsOverrideRef.type:type_name -> gatehouse.cloud.v1.DnsType
+	26, // 5: gatehouse.cluster.v1.PendingCommand.action:type_name -> gatehouse.agent.v1.Action
+	12, // 6: gatehouse.cluster.v1.SnapshotRecord.header:type_name -> gatehouse.cluster.v1.SnapshotHeader
+	1,  // 7: gatehouse.cluster.v1.SnapshotRecord.agent:type_name -> gatehouse.cluster.v1.Agent
+	3,  // 8: gatehouse.cluster.v1.SnapshotRecord.registration_keys:type_name -> gatehouse.cluster.v1.RegistrationKeys
+	4,  // 9: gatehouse.cluster.v1.SnapshotRecord.isolation:type_name -> gatehouse.cluster.v1.IsolationIntent
+	5,  // 10: gatehouse.cluster.v1.SnapshotRecord.dns_override:type_name -> gatehouse.cluster.v1.DnsOverride
+	7,  // 11: gatehouse.cluster.v1.SnapshotRecord.allow_list:type_name -> gatehouse.cluster.v1.AllowList
+	8,  // 12: gatehouse.cluster.v1.SnapshotRecord.command:type_name -> gatehouse.cluster.v1.PendingCommand
+	10, // 13: gatehouse.cluster.v1.SnapshotRecord.member:type_name -> gatehouse.cluster.v1.Member
+	15, // 14: gatehouse.cluster.v1.RpcRequest.apply:type_name -> gatehouse.cluster.v1.ApplyCall
+	17, // 15: gatehouse.cluster.v1.RpcRequest.add_voter:type_name -> gatehouse.cluster.v1.AddVoterCall
+	18, // 16: gatehouse.cluster.v1.RpcRequest.remove_server:type_name -> gatehouse.cluster.v1.RemoveServerCall
+	19, // 17: gatehouse.cluster.v1.RpcRequest.certify:type_name -> gatehouse.cluster.v1.CertifyCall
+	16, // 18: gatehouse.cluster.v1.RpcRequest.barrier:type_name -> gatehouse.cluster.v1.BarrierCall
+	0,  // 19: gatehouse.cluster.v1.RpcResponse.code:type_name -> gatehouse.cluster.v1.RpcCode
+	20, // 20: gatehouse.cluster.v1.RpcResponse.certify:type_name -> gatehouse.cluster.v1.CertifyResult
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_cluster_v1_cluster_proto_init() }
@@ -1827,7 +1758,7 @@ func file_gatehouse_cluster_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_cluster_v1_cluster_proto_rawDesc), len(file_gatehouse_cluster_v1_cluster_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      1,
 			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
