@@ -57,6 +57,7 @@ func newClusterSiteWith(t testing.TB, n int, opt harness.RelayOptions) *clusterS
 		cs.relays = append(cs.relays, r)
 	}
 	cs.waitVoters(cs.relays[0], n)
+	cs.waitAgentAddrs(n)
 	s.relay = cs.relays[0]
 	var err error
 	if s.fp, err = s.relay.Fingerprint(); err != nil {
@@ -83,6 +84,33 @@ func (cs *clusterSite) waitVoters(r *harness.Relay, n int) {
 	})
 	if err != nil {
 		cs.t.Fatal(err)
+	}
+}
+
+// waitAgentAddrs waits until every relay's replicated state lists the n
+// relays with their agent addresses: a member records its address after it
+// joined, and an agent learns the site's relays from its relay's state at
+// hello (then only at each heartbeat), so an agent connected before that
+// would not know where to go when its relay dies.
+func (cs *clusterSite) waitAgentAddrs(n int) {
+	cs.t.Helper()
+	for _, r := range cs.relays {
+		err := harness.WaitFor(cs.ctx, time.Minute, r.Name+" knows every relay's agent address", func() (bool, error) {
+			st, err := r.ClusterStatus(cs.ctx)
+			if err != nil {
+				return false, err
+			}
+			known := 0
+			for _, m := range st.Members {
+				if m.AgentAddr != "" {
+					known++
+				}
+			}
+			return known == n, fmt.Errorf("%d of %d members with an agent address", known, n)
+		})
+		if err != nil {
+			cs.t.Fatal(err)
+		}
 	}
 }
 

@@ -63,9 +63,10 @@ type ClusterStatus struct {
 	LastIndex   uint64 `json:"last_index"`
 	CommitIndex uint64 `json:"commit_index"`
 	Members     []struct {
-		ID       string `json:"id"`
-		State    string `json:"state"`
-		Suffrage string `json:"suffrage"`
+		ID        string `json:"id"`
+		State     string `json:"state"`
+		Suffrage  string `json:"suffrage"`
+		AgentAddr string `json:"agent_addr"`
 	} `json:"members"`
 }
 

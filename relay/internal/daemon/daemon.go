@@ -115,7 +115,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 	}
 	d.opened(d.node.Close)
 	d.site = sitestate.New(ccfg.ApplyTimeout, sitestate.Deps{Node: d.node, Identity: d.enrolled, Logger: log})
-	d.results = dispatch.NewResults(d.site, d.client, log, nil)
+	d.results = dispatch.NewResults(dispatch.ResultsDeps{State: d.site, Client: d.client, Logger: log})
 
 	if d.in, err = ingress.New(ingress.Options{
 		Listen: cfg.Listen, Advertise: []string{cfg.Advertise}, DataDir: cfg.DataDir, Name: cfg.Name,
@@ -126,7 +126,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.opened(d.in.Close)
-	d.pusher = dispatch.NewPusher(d.site, d.in, nil)
+	d.pusher = dispatch.NewPusher(dispatch.PusherDeps{State: d.site, Agents: d.in})
 
 	if cfg.DNS.Enabled {
 		if d.dns, err = dnsserver.New(cfg.DNS.Config, dnsserver.Deps{Logger: log.With("component", "dns"), Registerer: reg}); err != nil {
@@ -134,7 +134,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Daemon, err error) {
 		}
 		d.opened(d.dns.Close)
 		d.dnsSync = dispatch.NewDNS(dispatch.DNSConfig{Overrides: cfg.DNS.Overrides, StrictIsolation: cfg.DNS.StrictIsolation},
-			d.site, d.dns, d.in, log.With("component", "dns"))
+			dispatch.DNSDeps{State: d.site, Server: d.dns, Agents: d.in, Logger: log.With("component", "dns")})
 	}
 
 	d.up = uplink.New(uplink.Options{

@@ -32,15 +32,22 @@ type Pusher struct {
 	clock  clockwork.Clock
 
 	mu     sync.Mutex
-	pushed map[string]time.Time // agent id + "/" + command id
+	pushed map[string]time.Time // agent id + "/" + command id (or isolation action id offered with the state)
+}
+
+// PusherDeps is what a Pusher works with.
+type PusherDeps struct {
+	State  *sitestate.State
+	Agents Agents
+	Clock  clockwork.Clock // nil: the real clock
 }
 
 // NewPusher starts nothing.
-func NewPusher(state *sitestate.State, agents Agents, clock clockwork.Clock) *Pusher {
-	if clock == nil {
-		clock = clockwork.NewRealClock()
+func NewPusher(d PusherDeps) *Pusher {
+	if d.Clock == nil {
+		d.Clock = clockwork.NewRealClock()
 	}
-	return &Pusher{state: state, agents: agents, clock: clock, pushed: map[string]time.Time{}}
+	return &Pusher{state: d.State, agents: d.Agents, clock: d.Clock, pushed: map[string]time.Time{}}
 }
 
 // Run pushes what each committed change of commands, isolation or
@@ -71,24 +78,35 @@ func (p *Pusher) PushAll() {
 	}
 	for _, id := range p.state.AgentsWithWork() {
 		for _, cmd := range p.state.Commands(id) {
-			k := id + "/" + cmd.GetId()
+			keys := []string{id + "/" + cmd.GetId()}
 			if sitestate.IsStateCommand(cmd.GetId()) {
 				// A new isolation action for an unchanged state (or one that
 				// arrived after the state was answered) offers the state
 				// again: the agent answers its recorded result at once, and
 				// that finishes the action.
 				for _, a := range p.state.IsolationActions(id) {
-					k += "+" + a.GetId()
+					keys = append(keys, id+"/"+a.GetId())
 				}
 			}
-			if _, done := p.pushed[k]; done {
+			if p.allPushed(keys) {
 				continue
 			}
 			if p.agents.PushCommand(id, cmd) {
-				p.pushed[k] = now
+				for _, k := range keys {
+					p.pushed[k] = now
+				}
 			}
 		}
 	}
+}
+
+func (p *Pusher) allPushed(keys []string) bool {
+	for _, k := range keys {
+		if _, done := p.pushed[k]; !done {
+			return false
+		}
+	}
+	return true
 }
 
 // ResultsClient is what Results needs of the cloud (*cloudclient.Client).
@@ -112,12 +130,23 @@ type Results struct {
 	closed bool
 }
 
+// ResultsDeps is what Results works with.
+type ResultsDeps struct {
+	State  *sitestate.State
+	Client ResultsClient
+	Logger *slog.Logger
+	Clock  clockwork.Clock // nil: the real clock
+}
+
 // NewResults starts nothing.
-func NewResults(state *sitestate.State, client ResultsClient, log *slog.Logger, clock clockwork.Clock) *Results {
-	if clock == nil {
-		clock = clockwork.NewRealClock()
+func NewResults(d ResultsDeps) *Results {
+	if d.Clock == nil {
+		d.Clock = clockwork.NewRealClock()
 	}
-	return &Results{state: state, client: client, log: log, clock: clock}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	return &Results{state: d.State, client: d.Client, log: d.Logger, clock: d.Clock}
 }
 
 // Run lets Report start work until ctx ends, then waits for that work.

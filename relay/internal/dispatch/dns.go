@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/cluster"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
@@ -53,12 +55,28 @@ type DNS struct {
 	server DNSServer
 	agents AgentAddrs
 	log    *slog.Logger
+	clock  clockwork.Clock
 	iso    dnsIsolation
 }
 
+// DNSDeps is what DNS works with.
+type DNSDeps struct {
+	State  *sitestate.State
+	Server DNSServer
+	Agents AgentAddrs
+	Logger *slog.Logger
+	Clock  clockwork.Clock // nil: the real clock
+}
+
 // NewDNS starts nothing.
-func NewDNS(cfg DNSConfig, state *sitestate.State, server DNSServer, agents AgentAddrs, log *slog.Logger) *DNS {
-	return &DNS{cfg: cfg, state: state, server: server, agents: agents, log: log}
+func NewDNS(cfg DNSConfig, d DNSDeps) *DNS {
+	if d.Clock == nil {
+		d.Clock = clockwork.NewRealClock()
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	return &DNS{cfg: cfg, state: d.State, server: d.Server, agents: d.Agents, log: d.Logger, clock: d.Clock}
 }
 
 // Run serves changes of the site state and probes the site's relays until
@@ -67,7 +85,7 @@ func (d *DNS) Run(ctx context.Context) error {
 	w := d.state.Node().Watch(cluster.KindDNS | cluster.KindMembers | cluster.KindIsolation | cluster.KindAllowLists)
 	defer w.Close()
 	d.applyOverrides()
-	probe := time.NewTicker(healthProbeEvery)
+	probe := d.clock.NewTicker(healthProbeEvery)
 	defer probe.Stop()
 	d.probeRelays(ctx)
 	for {
@@ -77,7 +95,7 @@ func (d *DNS) Run(ctx context.Context) error {
 		case <-w.C():
 			d.applyOverrides()
 			d.probeRelays(ctx)
-		case <-probe.C:
+		case <-probe.Chan():
 			d.probeRelays(ctx)
 		}
 		d.syncIsolation()

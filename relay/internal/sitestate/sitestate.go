@@ -182,17 +182,19 @@ func (s *State) ApplyControl(ctx context.Context, resp *cloudv1.ControlPollRespo
 		keep(s.node.SetDNSOverride(ctx, o))
 	}
 
-	for _, iso := range resp.GetIsolation() {
-		if cur := st.Isolation(iso.GetAgentId()); cur.GetIsolated() != iso.GetIsolated() {
-			keep(s.node.SetIsolation(ctx, iso.GetAgentId(), iso.GetIsolated()))
-		}
-	}
-
+	// The allow-list before isolation: an agent isolated by this poll is
+	// told its state once, with the list it needs, not first without it.
 	if tenant := s.id.TenantID(); tenant != "" && resp.GetAllowList() != nil {
 		al := &clusterv1.AllowList{TenantId: tenant, Cidrs: resp.GetAllowList().GetCidrs(), Names: resp.GetAllowList().GetNames()}
 		cur, err := st.AllowList(tenant)
 		if errors.Is(err, cluster.ErrNotFound) || (err == nil && !(slices.Equal(cur.GetCidrs(), al.Cidrs) && slices.Equal(cur.GetNames(), al.Names))) {
 			keep(s.node.SetAllowList(ctx, al))
+		}
+	}
+
+	for _, iso := range resp.GetIsolation() {
+		if cur := st.Isolation(iso.GetAgentId()); cur.GetIsolated() != iso.GetIsolated() {
+			keep(s.node.SetIsolation(ctx, iso.GetAgentId(), iso.GetIsolated()))
 		}
 	}
 
