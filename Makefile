@@ -48,7 +48,8 @@ generate:
 	cd proto && PATH="$$PATH:$$(dirname $$($(GO) tool -n protoc-gen-go))" protoc -I . \
 		--go_out=. --go_opt=paths=source_relative \
 		gatehouse/agent/v1/agent.proto gatehouse/cloud/v1/cloud.proto gatehouse/cluster/v1/cluster.proto
-	@if command -v clang >/dev/null 2>&1; then $(GO) generate ./agent/...; else echo "clang missing: eBPF objects not regenerated"; fi
+	@if command -v clang >/dev/null 2>&1; then BPF_MULTIARCH=$$(clang -print-multiarch) $(GO) generate ./agent/...; \
+	else echo "clang missing: eBPF objects not regenerated"; fi
 
 # CI fails if the committed generated code is not what `make generate` makes.
 check-generated:

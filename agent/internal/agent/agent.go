@@ -9,7 +9,6 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/actions"
 	"github.com/gatehouse/gatehouse/agent/internal/isolate"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,8 +18,6 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/config"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
-	"github.com/gatehouse/gatehouse/agent/internal/hoststats"
-	"github.com/gatehouse/gatehouse/agent/internal/logtail"
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/agent/internal/status"
 	"github.com/gatehouse/gatehouse/agent/internal/transport"
@@ -43,10 +40,6 @@ type Agent struct {
 	ring    *ring.Ring
 	client  *transport.Client
 	bulk    *batch.Batcher
-	sec     *batch.Batcher
-	tailer  *logtail.Tailer
-	sampler *hoststats.Sampler
-	stats   *hoststats.Collector
 	changed chan struct{}
 	coll    *Collectors
 	iso     *isolate.Isolator // nil without root/eBPF
@@ -75,29 +68,13 @@ func New(cfg config.Config, log *slog.Logger, version string) (*Agent, error) {
 		Lane: agentv1.Priority_PRIORITY_BULK, MaxEvents: cfg.Batch.MaxEvents, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: cfg.Batch.MaxDelay, Logger: log.With("component", "batch", "lane", "bulk"),
 	})
-	// The security lane flushes every event at once (no collector yet).
-	a.sec = batch.New(r, batch.Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxBytes: cfg.Batch.MaxBytes, Logger: log})
 	a.tier = collect.Tier(cfg.PolicyTier)
 	if t, err := loadTier(cfg.DataDir); err != nil {
 		log.Warn("ignoring the persisted policy tier", "err", err, "tier", cfg.PolicyTier)
 	} else if t != "" {
 		a.tier = t
 	}
-	a.coll = newCollectors(cfg, a.tier, log, src, r)
-	var sources []logtail.Source
-	for _, l := range cfg.Logs {
-		sources = append(sources, logtail.Source{Globs: l.Paths, MaxLine: l.MaxLine()})
-	}
-	a.tailer = logtail.New(logtail.Options{
-		Sources: sources, CheckpointPath: filepath.Join(cfg.DataDir, "checkpoints.json"), Source: src,
-		Logger: log.With("component", "logtail"),
-	}, a.bulk, r)
-	if s, err := hoststats.NewSampler(); err != nil {
-		log.Warn("host stats disabled", "err", err)
-	} else {
-		a.sampler = s
-		a.stats = &hoststats.Collector{Sampler: s, Sink: a.bulk, Source: src, Interval: cfg.StatsInterval, Now: time.Now, Logger: log.With("component", "hoststats")}
-	}
+	a.coll = newCollectors(cfg, a.tier, log, collectorDeps{source: src, ring: r, bulk: a.bulk})
 	proxy, err := cfg.ProxyURL()
 	if err != nil {
 		r.Close()
@@ -132,13 +109,14 @@ func (a *Agent) signal() {
 }
 
 func (a *Agent) hostStats() *agentv1.HostStats {
-	if a.sampler == nil {
+	smp := a.coll.sampler
+	if smp == nil {
 		return nil
 	}
-	if hs := a.sampler.Last(); hs != nil {
+	if hs := smp.Last(); hs != nil {
 		return hs
 	}
-	hs, _ := a.sampler.Sample(time.Now())
+	hs, _ := smp.Sample(time.Now())
 	return hs
 }
 
@@ -153,10 +131,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	collectCtx, stopCollect := context.WithCancel(context.Background())
 	defer stopCollect()
 	var collectors, others sync.WaitGroup
-	collectors.Go(func() { a.runLogged("logtail", func() error { return a.tailer.Run(collectCtx) }) })
-	if a.stats != nil {
-		collectors.Go(func() { a.runLogged("hoststats", func() error { return a.stats.Run(collectCtx) }) })
-	}
 	collectors.Go(func() { a.runLogged("collectors", func() error { return a.coll.Run(collectCtx) }) })
 	var batchers sync.WaitGroup
 	batchCtx, stopBatch := context.WithCancel(context.Background())
@@ -221,7 +195,7 @@ func (a *Agent) statusLoop(ctx context.Context) {
 func (a *Agent) Status() status.Status {
 	cs := a.client.Status()
 	rs := a.ring.Stats()
-	ls := a.tailer.Stats()
+	ls := a.coll.tailer.Stats()
 	return status.Status{
 		AgentID: a.id.ID(), State: cs.State, Relay: cs.Relay, LastError: cs.LastError,
 		Transport: cs.Transport, Proxy: cs.Proxy, PolicyTier: a.PolicyTier(),

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/batch"
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
@@ -14,45 +16,78 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/collect/process"
 	"github.com/gatehouse/gatehouse/agent/internal/config"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
+	"github.com/gatehouse/gatehouse/agent/internal/hoststats"
+	"github.com/gatehouse/gatehouse/agent/internal/logtail"
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
-// Collectors runs the security collectors (process, netflow, auth,
-// filemod) into the security lane through a batcher of its own (events wait
-// at most security_max_delay, so a burst is one ring write, not one each).
+// Collectors runs every collector of the agent. The security ones
+// (process, netflow, auth, filemod) write to the security lane through a
+// batcher of their own (events wait at most security_max_delay, so a burst
+// is one ring write, not one each); log tailing and host stats write to the
+// bulk lane's batcher, which the agent runs.
 type Collectors struct {
-	log     *slog.Logger
-	sec     *batch.Batcher
-	process *process.Collector
-	netflow *netflow.Collector
-	auth    *auth.Collector
-	filemod *filemod.Collector
+	log  *slog.Logger
+	sec  *batch.Batcher
+	list []collect.Collector
+
+	tailer  *logtail.Tailer    // also in list; its counters are in the status
+	sampler *hoststats.Sampler // nil when host stats are unavailable here
 }
 
-func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, src ecs.Source, r *ring.Ring) *Collectors {
+// collectorDeps is what the collectors write to and describe events with.
+type collectorDeps struct {
+	source ecs.Source
+	ring   *ring.Ring
+	bulk   *batch.Batcher
+}
+
+// newCollectors builds the agent's collectors from cfg: the one list of
+// them. Add a collector here (and its config in agent/internal/config).
+func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, d collectorDeps) *Collectors {
 	s := &Collectors{log: log.With("component", "collectors")}
-	s.sec = batch.New(r, batch.Options{
+	s.sec = batch.New(d.ring, batch.Options{
 		Lane: agentv1.Priority_PRIORITY_SECURITY, MaxEvents: cfg.Batch.MaxEvents, MaxBytes: cfg.Batch.MaxBytes,
 		MaxDelay: cfg.SecurityMaxDelay, Logger: log.With("component", "batch", "lane", "security"),
 	})
+	src := d.source
+
+	var sources []logtail.Source
+	for _, l := range cfg.Logs {
+		sources = append(sources, logtail.Source{Globs: l.Paths, MaxLine: l.MaxLine()})
+	}
+	s.tailer = logtail.New(logtail.Options{
+		Sources: sources, CheckpointPath: filepath.Join(cfg.DataDir, "checkpoints.json"), Source: src,
+		Logger: log.With("component", "logtail"),
+	}, d.bulk, d.ring)
+	s.list = append(s.list, s.tailer)
+
+	if smp, err := hoststats.NewSampler(); err != nil {
+		log.Warn("host stats disabled", "err", err)
+	} else {
+		s.sampler = smp
+		s.list = append(s.list, &hoststats.Collector{
+			Sampler: smp, Sink: d.bulk, Source: src, Interval: cfg.StatsInterval, Now: time.Now, Logger: log.With("component", "hoststats"),
+		})
+	}
 	if cfg.Process.Enabled {
-		s.process = process.New(process.Options{
+		s.list = append(s.list, process.New(process.Options{
 			Source: src, Sink: s.sec, Tier: tier, HashesExcludedPaths: cfg.Process.HashesExcludedPaths,
 			HashMaxBytes: cfg.Process.HashMaxBytes, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "process"),
-		})
+		}))
 	}
 	if cfg.Netflow.Enabled {
-		s.netflow = netflow.New(netflow.Options{Source: src, Sink: s.sec, Tier: tier, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "netflow")})
+		s.list = append(s.list, netflow.New(netflow.Options{Source: src, Sink: s.sec, Tier: tier, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "netflow")}))
 	}
 	if cfg.Auth.Enabled {
-		s.auth = auth.New(auth.Options{
+		s.list = append(s.list, auth.New(auth.Options{
 			Source: src, Sink: s.sec, From: cfg.Auth.Source, Paths: cfg.Auth.Paths, DataDir: cfg.DataDir,
-			Ring: r, Logger: log.With("component", "auth"),
-		})
+			Ring: d.ring, Logger: log.With("component", "auth"),
+		}))
 	}
 	if cfg.FileMod.Enabled && len(cfg.FileMod.Paths) > 0 {
-		s.filemod = filemod.New(filemod.Options{Source: src, Sink: s.sec, Paths: cfg.FileMod.Paths, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "filemod")})
+		s.list = append(s.list, filemod.New(filemod.Options{Source: src, Sink: s.sec, Paths: cfg.FileMod.Paths, DrainEvery: cfg.SecurityMaxDelay, Logger: log.With("component", "filemod")}))
 	}
 	return s
 }
@@ -74,21 +109,18 @@ func (a *Agent) SetPolicyTier(tier string) error {
 	return nil
 }
 
-// SetTier switches every collector to tier.
+// SetTier switches every collector that follows the tier to tier.
 func (s *Collectors) SetTier(tier string) error {
 	t, err := collect.ParseTier(tier)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	if s.process != nil {
-		if err := s.process.SetTier(t); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if s.netflow != nil {
-		if err := s.netflow.SetTier(t); err != nil {
-			errs = append(errs, err)
+	for _, c := range s.list {
+		if f, ok := c.(collect.TierFollower); ok {
+			if err := f.SetTier(t); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", c.Name(), err))
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -98,29 +130,17 @@ func (s *Collectors) SetTier(tier string) error {
 	return nil
 }
 
-// Run runs the collectors until ctx ends; the batcher flushes after the
-// last collector stopped, so no event is left behind. A collector that
-// cannot run here (no BTF, no fanotify) is logged and the others go on.
+// Run runs the collectors until ctx ends; the security batcher flushes
+// after the last collector stopped, so no event is left behind. A collector
+// that cannot run here (no BTF, no fanotify) is logged and the others go on.
 func (s *Collectors) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	run := func(name string, f func(context.Context) error) {
+	for _, c := range s.list {
 		wg.Go(func() {
-			if err := f(ctx); err != nil {
-				s.log.Error("collector stopped", "collector", name, "err", err)
+			if err := c.Run(ctx); err != nil {
+				s.log.Error("collector stopped", "collector", c.Name(), "err", err)
 			}
 		})
-	}
-	if s.process != nil {
-		run("process", s.process.Run)
-	}
-	if s.netflow != nil {
-		run("netflow", s.netflow.Run)
-	}
-	if s.auth != nil {
-		run("auth", s.auth.Run)
-	}
-	if s.filemod != nil {
-		run("filemod", s.filemod.Run)
 	}
 	batchCtx, stopBatch := context.WithCancel(context.Background())
 	done := make(chan struct{})

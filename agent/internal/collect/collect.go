@@ -1,12 +1,30 @@
-// Package collect holds what the security collectors (process, netflow,
-// auth, filemod) share: the policy tier and the sink they write to.
+// Package collect holds what the agent's collectors share: the Collector
+// interface, the policy tier and the sink they write to.
 package collect
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 )
+
+// Collector is one source of events the agent runs: the security
+// collectors (process, netflow, auth, filemod), log tailing and host stats.
+// The agent lists them in one place (agent/internal/agent/collectors.go).
+type Collector interface {
+	// Name names it in logs and status ("process", "logtail").
+	Name() string
+	// Run collects until ctx ends. An error means it could not run here
+	// (no BTF, no fanotify); the agent logs it and the others go on.
+	Run(ctx context.Context) error
+}
+
+// TierFollower is a collector whose detail follows the policy tier.
+type TierFollower interface {
+	Collector
+	SetTier(t Tier) error
+}
 
 // Tier is the policy tier the cloud assigns: it chooses what is collected.
 type Tier string

@@ -138,6 +138,9 @@ type Collector struct {
 	Logger   *slog.Logger
 }
 
+// Name is the collector's name in logs and status.
+func (c *Collector) Name() string { return "hoststats" }
+
 // Run samples until ctx ends.
 func (c *Collector) Run(ctx context.Context) error {
 	if _, err := c.Sampler.Sample(c.Now()); err != nil { // baseline for CPU deltas

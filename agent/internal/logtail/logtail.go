@@ -193,6 +193,9 @@ func (t *Tailer) Stats() Stats {
 // Lines is how many lines were handed to the sink.
 func (t *Tailer) Lines() uint64 { return t.lines.Load() }
 
+// Name is the collector's name in logs and status.
+func (t *Tailer) Name() string { return "logtail" }
+
 // Run follows the files until ctx ends.
 func (t *Tailer) Run(ctx context.Context) error {
 	if err := t.loadCheckpoints(); err != nil {

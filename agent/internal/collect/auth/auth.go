@@ -84,6 +84,9 @@ func Pick(from string, paths []string, journalctl string) string {
 	return ""
 }
 
+// Name is the collector's name in logs and status.
+func (c *Collector) Name() string { return "auth" }
+
 // Run reads until ctx ends.
 func (c *Collector) Run(ctx context.Context) error {
 	switch src := Pick(c.opts.From, c.opts.Paths, c.opts.Journalctl); src {

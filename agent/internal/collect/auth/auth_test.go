@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/agent/internal/collect"
+	"github.com/gatehouse/gatehouse/agent/internal/collect/collecttest"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 )
 
@@ -17,7 +17,7 @@ func TestAuthLogLineBecomesEvent(t *testing.T) {
 	if err := os.WriteFile(logPath, []byte("Mar  1 09:59:59 web1 CRON[1]: pam_unix(cron:session): session closed\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sink := &collect.MemSink{}
+	sink := &collecttest.MemSink{}
 	c := New(Options{
 		Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}, Sink: sink,
 		From: SourceAuto, Paths: []string{logPath}, DataDir: dir, Poll: 10 * time.Millisecond,
@@ -50,7 +50,7 @@ func TestAuthLogLineBecomesEvent(t *testing.T) {
 		"user.name": "root", "source.ip": "203.0.113.7", "source.port": float64(52100),
 		"process.pid": float64(811), "authentication.method": "password",
 	} {
-		if got := collect.Get(evs[0], path); got != want {
+		if got := collecttest.Get(evs[0], path); got != want {
 			t.Errorf("%s: got %v, want %v", path, got, want)
 		}
 	}

@@ -70,6 +70,9 @@ func (c *Collector) Events() uint64 { return c.events.Load() }
 const mask = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_RENAME | unix.FAN_CLOSE_WRITE |
 	unix.FAN_EVENT_ON_CHILD | unix.FAN_ONDIR
 
+// Name is the collector's name in logs and status.
+func (c *Collector) Name() string { return "filemod" }
+
 // Run marks the directories and reports events until ctx ends.
 func (c *Collector) Run(ctx context.Context) error {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_LARGEFILE)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse/gatehouse/agent/internal/collect"
+	"github.com/gatehouse/gatehouse/agent/internal/collect/collecttest"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 )
 
@@ -23,7 +23,7 @@ func TestWriteRenameDelete(t *testing.T) {
 
 func writeRenameDelete(t *testing.T, drainEvery time.Duration) {
 	dir := t.TempDir()
-	sink := &collect.MemSink{}
+	sink := &collecttest.MemSink{}
 	c := New(Options{Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}, Sink: sink, Paths: []string{dir}, DrainEvery: drainEvery})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -66,18 +66,18 @@ func writeRenameDelete(t *testing.T, drainEvery time.Duration) {
 	}
 	for i, w := range want {
 		ev := evs[i]
-		if got := collect.Get(ev, "event.action"); got != w.action {
+		if got := collecttest.Get(ev, "event.action"); got != w.action {
 			t.Errorf("event %d action: got %v, want %s", i, got, w.action)
 		}
-		if got := collect.Get(ev, "file.path"); got != w.path {
+		if got := collecttest.Get(ev, "file.path"); got != w.path {
 			t.Errorf("event %d path: got %v, want %s", i, got, w.path)
 		}
 		if w.old != "" {
-			if got := collect.Get(ev, "gatehouse.old_file.path"); got != w.old {
+			if got := collecttest.Get(ev, "gatehouse.old_file.path"); got != w.old {
 				t.Errorf("event %d old path: got %v, want %s", i, got, w.old)
 			}
 		}
-		if got := collect.Get(ev, "process.pid"); got != float64(os.Getpid()) {
+		if got := collecttest.Get(ev, "process.pid"); got != float64(os.Getpid()) {
 			t.Errorf("event %d process.pid: got %v, want %d", i, got, os.Getpid())
 		}
 	}

@@ -108,6 +108,9 @@ func (c *Collector) Stats() Stats {
 	return s
 }
 
+// Name is the collector's name in logs and status.
+func (c *Collector) Name() string { return "netflow" }
+
 // Run loads and attaches the programs and turns records into events until
 // ctx ends; it detaches everything before returning. Without the syscall
 // tracepoints (CONFIG_FTRACE_SYSCALLS) accepts are not reported.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
+	"github.com/gatehouse/gatehouse/agent/internal/collect/collecttest"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 )
 
@@ -23,9 +24,9 @@ func requireEBPF(t *testing.T) {
 }
 
 // start runs a collector; drainEvery > 0 reads on ticks, as the agent does.
-func start(t *testing.T, tier collect.Tier, drainEvery time.Duration) (*Collector, *collect.MemSink) {
+func start(t *testing.T, tier collect.Tier, drainEvery time.Duration) (*Collector, *collecttest.MemSink) {
 	t.Helper()
-	sink := &collect.MemSink{}
+	sink := &collecttest.MemSink{}
 	c := New(Options{Sink: sink, Tier: tier, DrainEvery: drainEvery, Source: ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -51,19 +52,19 @@ type flow struct{ action, src, dst string }
 
 func flowOf(m map[string]any) flow {
 	ap := func(side string) string {
-		ip, _ := collect.Get(m, side+".ip").(string)
-		port, _ := collect.Get(m, side+".port").(float64)
+		ip, _ := collecttest.Get(m, side+".ip").(string)
+		port, _ := collecttest.Get(m, side+".port").(float64)
 		a, err := netip.ParseAddr(ip)
 		if err != nil {
 			return ""
 		}
 		return netip.AddrPortFrom(a, uint16(port)).String()
 	}
-	a, _ := collect.Get(m, "event.action").(string)
+	a, _ := collecttest.Get(m, "event.action").(string)
 	return flow{a, ap("source"), ap("destination")}
 }
 
-func waitFlow(t *testing.T, sink *collect.MemSink, want flow) map[string]any {
+func waitFlow(t *testing.T, sink *collecttest.MemSink, want flow) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -122,14 +123,14 @@ func TestTCPConnectAcceptClose(t *testing.T) {
 				{"connection-accepted", client, server},
 			} {
 				ev := waitFlow(t, sink, want)
-				if got := collect.Get(ev, "process.pid"); got != pid {
+				if got := collecttest.Get(ev, "process.pid"); got != pid {
 					t.Errorf("%s: process.pid: got %v, want %v", want.action, got, pid)
 				}
 			}
 			// Each end closes: the client's socket (local=client) and the
 			// server's (local=server), both with their process.
 			ev := waitFlow(t, sink, flow{"connection-closed", client, server})
-			if got := collect.Get(ev, "process.pid"); got != pid {
+			if got := collecttest.Get(ev, "process.pid"); got != pid {
 				t.Errorf("close: process.pid: got %v, want %v", got, pid)
 			}
 			waitFlow(t, sink, flow{"connection-closed", server, client})
@@ -147,7 +148,7 @@ func TestServerTierConnectOnly(t *testing.T) {
 	client2, server2 := connect(t, "tcp4", "127.0.0.1:0")
 	waitFlow(t, sink, flow{"connection-established", client2, server2})
 	for _, ev := range sink.Events() {
-		if a := collect.Get(ev, "event.action"); a != "connection-established" {
+		if a := collecttest.Get(ev, "event.action"); a != "connection-established" {
 			t.Errorf("server tier reported %v", a)
 		}
 	}

@@ -124,6 +124,9 @@ func (c *Collector) Stats() Stats {
 	return s
 }
 
+// Name is the collector's name in logs and status.
+func (c *Collector) Name() string { return "process" }
+
 // Run loads and attaches the programs and turns records into events until
 // ctx ends; it detaches everything before returning.
 func (c *Collector) Run(ctx context.Context) error {

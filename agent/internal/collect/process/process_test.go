@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
+	"github.com/gatehouse/gatehouse/agent/internal/collect/collecttest"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 )
 
@@ -26,9 +27,9 @@ func requireEBPF(t *testing.T) {
 }
 
 // start runs a collector until the test ends and waits for it to attach.
-func start(t *testing.T, opts Options) (*Collector, *collect.MemSink) {
+func start(t *testing.T, opts Options) (*Collector, *collecttest.MemSink) {
 	t.Helper()
-	sink := &collect.MemSink{}
+	sink := &collecttest.MemSink{}
 	opts.Sink = sink
 	opts.Source = ecs.Source{Hostname: "h", AgentID: "a", Version: "test"}
 	c := New(opts)
@@ -52,7 +53,7 @@ func start(t *testing.T, opts Options) (*Collector, *collect.MemSink) {
 	return c, sink
 }
 
-func waitFor(t *testing.T, sink *collect.MemSink, what string, match func(map[string]any) bool) map[string]any {
+func waitFor(t *testing.T, sink *collecttest.MemSink, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -103,7 +104,7 @@ func TestProcessCreationAndTermination(t *testing.T) {
 			}
 			pid := uint64(cmd.Process.Pid)
 			ev := waitFor(t, sink, "creation", func(m map[string]any) bool {
-				return collect.Get(m, "event.action") == "process-created" && num(collect.Get(m, "process.pid")) == pid
+				return collecttest.Get(m, "event.action") == "process-created" && num(collecttest.Get(m, "process.pid")) == pid
 			})
 			cmd.Process.Kill()
 			cmd.Wait()
@@ -123,22 +124,22 @@ func TestProcessCreationAndTermination(t *testing.T) {
 				{"event.code", "1"},
 			}
 			for _, ch := range checks {
-				if got := collect.Get(ev, ch.path); fmt.Sprint(got) != fmt.Sprint(ch.want) {
+				if got := collecttest.Get(ev, ch.path); fmt.Sprint(got) != fmt.Sprint(ch.want) {
 					t.Errorf("%s: got %v, want %v", ch.path, got, ch.want)
 				}
 			}
-			if got := fmt.Sprint(collect.Get(ev, "process.args")); got != fmt.Sprint([]any{exe, "29", "1"}) {
+			if got := fmt.Sprint(collecttest.Get(ev, "process.args")); got != fmt.Sprint([]any{exe, "29", "1"}) {
 				t.Errorf("process.args: got %s", got)
 			}
 			isEnd := func(m map[string]any) bool {
-				return collect.Get(m, "event.action") == "process-terminated" && num(collect.Get(m, "process.pid")) == pid
+				return collecttest.Get(m, "event.action") == "process-terminated" && num(collecttest.Get(m, "process.pid")) == pid
 			}
 			if tier == collect.TierWorkstation {
 				end := waitFor(t, sink, "termination", isEnd)
-				if got := collect.Get(end, "process.exit_code"); got != float64(128+9) {
+				if got := collecttest.Get(end, "process.exit_code"); got != float64(128+9) {
 					t.Errorf("exit_code: got %v, want 137", got)
 				}
-				if got := collect.Get(end, "process.executable"); got != exe {
+				if got := collecttest.Get(end, "process.executable"); got != exe {
 					t.Errorf("termination executable: got %v, want %s", got, exe)
 				}
 				return
@@ -150,7 +151,7 @@ func TestProcessCreationAndTermination(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, sink, "marker creation", func(m map[string]any) bool {
-				return num(collect.Get(m, "process.pid")) == uint64(marker.Process.Pid)
+				return num(collecttest.Get(m, "process.pid")) == uint64(marker.Process.Pid)
 			})
 			for _, ev := range sink.Events() {
 				if isEnd(ev) {
@@ -174,7 +175,7 @@ func TestSetTierAtRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, sink, "termination after tier switch", func(m map[string]any) bool {
-		return collect.Get(m, "event.action") == "process-terminated" && num(collect.Get(m, "process.pid")) == uint64(cmd.Process.Pid)
+		return collecttest.Get(m, "event.action") == "process-terminated" && num(collecttest.Get(m, "process.pid")) == uint64(cmd.Process.Pid)
 	})
 }
 
@@ -244,7 +245,7 @@ func TestShortLivedProcessDrainedOnTick(t *testing.T) {
 	}
 	pid := uint64(cmd.Process.Pid)
 	ev := waitFor(t, sink, "creation", func(m map[string]any) bool {
-		return collect.Get(m, "event.action") == "process-created" && num(collect.Get(m, "process.pid")) == pid
+		return collecttest.Get(m, "event.action") == "process-created" && num(collecttest.Get(m, "process.pid")) == pid
 	})
 	for _, ch := range []struct {
 		path string
@@ -255,11 +256,11 @@ func TestShortLivedProcessDrainedOnTick(t *testing.T) {
 		{"process.args", []any{exe, "0", "0.0"}},
 		{"process.hash.sha256", sum},
 	} {
-		if got := collect.Get(ev, ch.path); fmt.Sprint(got) != fmt.Sprint(ch.want) {
+		if got := collecttest.Get(ev, ch.path); fmt.Sprint(got) != fmt.Sprint(ch.want) {
 			t.Errorf("%s: got %v, want %v", ch.path, got, ch.want)
 		}
 	}
 	waitFor(t, sink, "termination", func(m map[string]any) bool {
-		return collect.Get(m, "event.action") == "process-terminated" && num(collect.Get(m, "process.pid")) == pid
+		return collecttest.Get(m, "event.action") == "process-terminated" && num(collecttest.Get(m, "process.pid")) == pid
 	})
 }

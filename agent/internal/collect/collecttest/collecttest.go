@@ -1,4 +1,6 @@
-package collect
+// Package collecttest holds what collector tests share: a sink that keeps
+// events in memory, and a walk of a decoded event by path.
+package collecttest
 
 import (
 	"encoding/json"
@@ -7,7 +9,7 @@ import (
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 )
 
-// MemSink keeps events in memory; tests and benchmarks use it.
+// MemSink keeps events in memory.
 type MemSink struct {
 	mu     sync.Mutex
 	events []map[string]any
