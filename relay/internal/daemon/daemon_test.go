@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/quic-go/quic-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/gatehouse/gatehouse/internal/identity"
@@ -27,6 +25,36 @@ import (
 
 // cloudStub accepts everything the relay sends.
 func cloudStub(t *testing.T) *httptest.Server { return cloudStubWith(t, stubOptions{}) }
+
+// relayConfig is a relay on loopback ports enrolling with cloud, with what
+// edit changes, finished and validated.
+func relayConfig(t *testing.T, cloud *httptest.Server, edit func(*config.Config)) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminListen = "127.0.0.1:0"
+	cfg.Cloud.URL = cloud.URL
+	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
+	cfg.Cloud.EnrollmentToken = "tok"
+	if edit != nil {
+		edit(&cfg)
+	}
+	cfg.Finish()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// withDNS turns the relay's DNS server on, on a loopback port, answering
+// loopback clients only from its overrides.
+func withDNS(cfg *config.Config) {
+	cfg.DNS.Enabled = true
+	cfg.DNS.Listen = "127.0.0.1:0"
+	cfg.DNS.AllowNetworks = []string{"127.0.0.0/8"}
+	cfg.DNS.RefuseUnknown = true
+}
 
 // stubOptions change what cloudStub answers.
 type stubOptions struct {
@@ -90,18 +118,7 @@ func cloudStubWith(t *testing.T, opt stubOptions) *httptest.Server {
 
 func TestRelayEndToEnd(t *testing.T) {
 	cloud := cloudStub(t)
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AdminListen = "127.0.0.1:0"
-	cfg.Cloud.URL = cloud.URL
-	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
-	cfg.Cloud.EnrollmentToken = "tok"
-	cfg.Uplink.MaxUploadAge = 10 * time.Millisecond
-	cfg.Finish()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := relayConfig(t, cloud, func(c *config.Config) { c.Uplink.MaxUploadAge = 10 * time.Millisecond })
 	d, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -119,23 +136,13 @@ func TestRelayEndToEnd(t *testing.T) {
 	waitFor(t, "enrolled", func() bool { return status(t, d).RelayID == "relay-9" })
 
 	id, _ := identity.LoadOrCreate(t.TempDir())
-	cert, _ := id.Certificate("agent", nil)
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{framing.ALPN}, InsecureSkipVerify: true,
-		VerifyPeerCertificate: identity.VerifyPinned(d.Fingerprint())}
+	conn, _, cr, f := helloAgent(t, d, id, "good-key")
+	defer conn.CloseWithError(0, "")
+	if f.GetHelloReply().GetGroupId() != "g1" || f.GetHelloReply().GetRelayId() != "relay-9" {
+		t.Fatalf("hello: got %v, want reply with group g1, relay relay-9", f)
+	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer dcancel()
-	conn, err := quic.DialAddr(dctx, d.AgentAddr(), tc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseWithError(0, "")
-	ctrl, _ := conn.OpenStreamSync(dctx)
-	framing.Write(ctrl, &agentv1.Frame{Body: &agentv1.Frame_Hello{Hello: &agentv1.Hello{Hostname: "h", RegistrationKey: "good-key"}}})
-	cr := framing.NewReader(ctrl, 0)
-	f := &agentv1.Frame{}
-	if err := cr.Next(f); err != nil || f.GetHelloReply().GetGroupId() != "g1" || f.GetHelloReply().GetRelayId() != "relay-9" {
-		t.Fatalf("hello: got %v %v, want reply with group g1, relay relay-9", f, err)
-	}
 	lane, _ := conn.OpenStreamSync(dctx)
 	lr := framing.NewReader(lane, 0)
 	for seq := uint64(1); seq <= 5; seq++ {

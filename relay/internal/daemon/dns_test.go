@@ -11,7 +11,6 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/gatehouse/gatehouse/cluster"
-	"github.com/gatehouse/gatehouse/internal/identity"
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 	"github.com/gatehouse/gatehouse/relay/internal/config"
 	"github.com/gatehouse/gatehouse/relay/internal/dnsserver"
@@ -24,27 +23,15 @@ import (
 func TestClusteredRelayServesDNSOverrides(t *testing.T) {
 	poll := &atomic.Pointer[cloudv1.ControlPollResponse]{}
 	cloud := cloudStubWith(t, stubOptions{poll: poll})
-	cfg := config.Default()
-	cfg.Name = "relay-a"
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AdminListen = "127.0.0.1:0"
-	cfg.Cloud.URL = cloud.URL
-	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
-	cfg.Cloud.EnrollmentToken = "tok"
-	cfg.Cluster.Bind = "127.0.0.1:0"
-	cfg.DNS.Enabled = true
-	cfg.DNS.Listen = "127.0.0.1:0"
-	cfg.DNS.AllowNetworks = []string{"127.0.0.0/8"}
-	cfg.DNS.RefuseUnknown = true
-	cfg.DNS.Overrides = []dnsserver.Record{
-		{Name: "ingest.cloud.example.", Type: "A", Value: "192.0.2.10"},
-		{Name: "api.cloud.example.", Type: "A", Value: "192.0.2.11"},
-	}
-	cfg.Finish()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := relayConfig(t, cloud, func(c *config.Config) {
+		c.Name = "relay-a"
+		c.Cluster.Bind = "127.0.0.1:0"
+		withDNS(c)
+		c.DNS.Overrides = []dnsserver.Record{
+			{Name: "ingest.cloud.example.", Type: "A", Value: "192.0.2.10"},
+			{Name: "api.cloud.example.", Type: "A", Value: "192.0.2.11"},
+		}
+	})
 	if _, err := cluster.Init(cfg.Cluster.DataDir, cfg.Cluster.NodeID); err != nil {
 		t.Fatal(err)
 	}

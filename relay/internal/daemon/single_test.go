@@ -44,22 +44,7 @@ func TestSingleRelayServesFromReplicatedState(t *testing.T) {
 		}},
 	})
 	cloud := cloudStubWith(t, stubOptions{down: down, poll: poll})
-	cfg := config.Default()
-	cfg.Name = "relay-alone"
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AdminListen = "127.0.0.1:0"
-	cfg.Cloud.URL = cloud.URL
-	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
-	cfg.Cloud.EnrollmentToken = "tok"
-	cfg.DNS.Enabled = true
-	cfg.DNS.Listen = "127.0.0.1:0"
-	cfg.DNS.AllowNetworks = []string{"127.0.0.0/8"}
-	cfg.DNS.RefuseUnknown = true
-	cfg.Finish()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := relayConfig(t, cloud, func(c *config.Config) { c.Name = "relay-alone"; withDNS(c) })
 	if cluster.Initialized(cfg.Cluster.DataDir) {
 		t.Fatal("cluster credentials before the first start")
 	}
@@ -129,30 +114,10 @@ func lookupA(d *Daemon, name string) string {
 // sends it in its first heartbeat reply.
 func connectAgent(t *testing.T, d *Daemon, id *identity.Identity, key string) []*agentv1.Command {
 	t.Helper()
-	cert, err := id.Certificate("agent", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{framing.ALPN}, InsecureSkipVerify: true,
-		VerifyPeerCertificate: identity.VerifyPinned(d.Fingerprint())}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, d.AgentAddr(), tc, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, ctrl, r, f := helloAgent(t, d, id, key)
 	defer conn.CloseWithError(0, "")
-	ctrl, err := conn.OpenStreamSync(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := framing.Write(ctrl, &agentv1.Frame{Body: &agentv1.Frame_Hello{Hello: &agentv1.Hello{Hostname: "h", RegistrationKey: key}}}); err != nil {
-		t.Fatal(err)
-	}
-	r := framing.NewReader(ctrl, 0)
-	f := &agentv1.Frame{}
-	if err := r.Next(f); err != nil || f.GetHelloReply() == nil {
-		t.Fatalf("hello: got %v %v, want a reply", f, err)
+	if f.GetHelloReply() == nil {
+		t.Fatalf("hello: got %v, want a reply", f)
 	}
 	if err := framing.Write(ctrl, &agentv1.Frame{Body: &agentv1.Frame_Heartbeat{Heartbeat: &agentv1.Heartbeat{}}}); err != nil {
 		t.Fatal(err)
@@ -181,6 +146,40 @@ func wantCommands(t *testing.T, cmds []*agentv1.Command, wantTypeOrID ...string)
 	}
 }
 
+// helloAgent dials the relay's QUIC port as agent id, sends a hello with
+// key and reads the first frame of the answer.
+func helloAgent(t *testing.T, d *Daemon, id *identity.Identity, key string) (*quic.Conn, *quic.Stream, *framing.Reader, *agentv1.Frame) {
+	t.Helper()
+	cert, err := id.Certificate("agent", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{framing.ALPN}, InsecureSkipVerify: true,
+		VerifyPeerCertificate: identity.VerifyPinned(d.Fingerprint())}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(ctx, d.AgentAddr(), tc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		conn.CloseWithError(0, "")
+		t.Fatal(err)
+	}
+	if err := framing.Write(ctrl, &agentv1.Frame{Body: &agentv1.Frame_Hello{Hello: &agentv1.Hello{Hostname: "h", RegistrationKey: key}}}); err != nil {
+		conn.CloseWithError(0, "")
+		t.Fatal(err)
+	}
+	r := framing.NewReader(ctrl, 0)
+	f := &agentv1.Frame{}
+	if err := r.Next(f); err != nil {
+		conn.CloseWithError(0, "")
+		t.Fatalf("hello: %v", err)
+	}
+	return conn, ctrl, r, f
+}
+
 // A relay that cannot bind its DNS port fails to start and leaves nothing
 // behind: its agent and admin ports and its data directory are free again.
 func TestNewClosesWhatItOpenedOnFailure(t *testing.T) {
@@ -190,21 +189,11 @@ func TestNewClosesWhatItOpenedOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = freeAddr(t)
-	cfg.AdminListen = freeAddr(t)
-	cfg.Cloud.URL = cloud.URL
-	cfg.Cloud.Fingerprint = identity.Fingerprint(cloud.Certificate())
-	cfg.Cloud.EnrollmentToken = "tok"
-	cfg.DNS.Enabled = true
-	cfg.DNS.Listen = busy.LocalAddr().String()
-	cfg.DNS.RefuseUnknown = true
-	cfg.DNS.AllowNetworks = []string{"127.0.0.0/8"}
-	cfg.Finish()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
+	cfg := relayConfig(t, cloud, func(c *config.Config) {
+		c.Listen, c.AdminListen = freeAddr(t), freeAddr(t)
+		withDNS(c)
+		c.DNS.Listen = busy.LocalAddr().String()
+	})
 	if _, err := New(cfg, testkit.Logger(t)); err == nil {
 		t.Fatal("New with the DNS port taken: got no error")
 	}
