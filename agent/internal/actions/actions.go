@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/isolate"
 	"github.com/gatehouse/gatehouse/internal/action"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -46,7 +48,7 @@ type Deps struct {
 	// KillWait bounds how long terminate_process waits for the process to
 	// be gone; default 5s.
 	KillWait time.Duration
-	Now      func() time.Time
+	Clock    clockwork.Clock
 	Logger   *slog.Logger
 }
 
@@ -85,8 +87,8 @@ func New(deps Deps) (*Executor, error) {
 	if deps.KillWait <= 0 {
 		deps.KillWait = 5 * time.Second
 	}
-	if deps.Now == nil {
-		deps.Now = time.Now
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)

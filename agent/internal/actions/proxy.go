@@ -45,7 +45,7 @@ func (e *Executor) setProxy(url string) Result {
 			return fail("clear proxy: %v", err)
 		}
 	} else {
-		b, _ := json.Marshal(ProxyOverride{URL: url, UpdatedAt: e.deps.Now().UTC()})
+		b, _ := json.Marshal(ProxyOverride{URL: url, UpdatedAt: e.deps.Clock.Now().UTC()})
 		if err := atomicfile.Write(path, b, 0o600); err != nil {
 			return fail("set proxy: %v", err)
 		}

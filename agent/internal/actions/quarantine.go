@@ -87,7 +87,7 @@ func (e *Executor) quarantine(path string) Result {
 		return fail("quarantine %s: hash: %v", path, err)
 	}
 	ent := QuarantineEntry{OriginalPath: path, Mode: fi.Mode().Perm() | fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky),
-		Size: size, SHA256: sum, QuarantinedAt: e.deps.Now().UTC()}
+		Size: size, SHA256: sum, QuarantinedAt: e.deps.Clock.Now().UTC()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ent.UID, ent.GID = int(st.Uid), int(st.Gid)
 	}

@@ -50,7 +50,7 @@ func (e *Executor) supportBundle() Result {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	now := e.deps.Now()
+	now := e.deps.Clock.Now()
 	manifest := map[string]string{}
 	add := func(name string, b []byte) {
 		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(b)), ModTime: now, Typeflag: tar.TypeReg})

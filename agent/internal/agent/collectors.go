@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/gatehouse/gatehouse/agent/internal/batch"
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
@@ -68,7 +67,7 @@ func newCollectors(cfg config.Config, tier collect.Tier, log *slog.Logger, d col
 	} else {
 		s.sampler = smp
 		s.list = append(s.list, &hoststats.Collector{
-			Sampler: smp, Sink: d.bulk, Source: src, Interval: cfg.StatsInterval, Now: time.Now, Logger: log.With("component", "hoststats"),
+			Sampler: smp, Sink: d.bulk, Source: src, Interval: cfg.StatsInterval, Logger: log.With("component", "hoststats"),
 		})
 	}
 	if cfg.Process.Enabled {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
@@ -26,7 +28,7 @@ type Options struct {
 	MaxEvents int
 	MaxBytes  int
 	MaxDelay  time.Duration
-	Now       func() time.Time
+	Clock     clockwork.Clock
 	Logger    *slog.Logger
 }
 
@@ -47,8 +49,8 @@ type Batcher struct {
 
 // New returns a Batcher writing to out; it starts nothing.
 func New(out Appender, opts Options) *Batcher {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -73,7 +75,7 @@ func (b *Batcher) Add(ev []byte, ck *ring.Checkpoint) error {
 		}
 	}
 	if len(b.events) == 0 {
-		b.first = b.opts.Now()
+		b.first = b.opts.Clock.Now()
 		select {
 		case b.started <- struct{}{}:
 		default:
@@ -103,7 +105,7 @@ func (b *Batcher) Flush() error {
 func (b *Batcher) FlushIfDue() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.events) == 0 || b.opts.Now().Before(b.dueAt()) {
+	if len(b.events) == 0 || b.opts.Clock.Now().Before(b.dueAt()) {
 		return nil
 	}
 	return b.flushLocked()
@@ -178,5 +180,5 @@ func (b *Batcher) due() (d time.Duration, open bool) {
 	if len(b.events) == 0 {
 		return 0, false
 	}
-	return max(0, b.dueAt().Sub(b.opts.Now())), true
+	return max(0, b.dueAt().Sub(b.opts.Clock.Now())), true
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
@@ -20,9 +22,9 @@ func (s *sink) Append(_ agentv1.Priority, ev [][]byte, ck []ring.Checkpoint) (ui
 }
 
 func TestBatcher(t *testing.T) {
-	now := time.Unix(100, 0)
+	clk := clockwork.NewFakeClockAt(time.Unix(100, 0))
 	s := &sink{}
-	b := New(s, Options{Lane: agentv1.Priority_PRIORITY_BULK, MaxEvents: 3, MaxBytes: 10, MaxDelay: time.Second, Now: func() time.Time { return now }})
+	b := New(s, Options{Lane: agentv1.Priority_PRIORITY_BULK, MaxEvents: 3, MaxBytes: 10, MaxDelay: time.Second, Clock: clk})
 	b.Add([]byte("a"), &ring.Checkpoint{Ino: 1, Offset: 2})
 	b.Add([]byte("b"), &ring.Checkpoint{Ino: 1, Offset: 4})
 	if len(s.batches) != 0 {
@@ -44,7 +46,7 @@ func TestBatcher(t *testing.T) {
 	if len(s.batches) != 2 {
 		t.Fatalf("before max_delay: got %d batches, want 2", len(s.batches))
 	}
-	now = now.Add(time.Second)
+	clk.Advance(time.Second)
 	b.FlushIfDue()
 	if len(s.batches) != 3 {
 		t.Fatalf("after max_delay: got %d batches, want 3", len(s.batches))
@@ -73,19 +75,19 @@ func TestBatchDueOnClockMultiple(t *testing.T) {
 	}
 	for _, tt := range tests {
 		base := time.Unix(100, 0)
-		now := base.Add(tt.first)
+		clk := clockwork.NewFakeClockAt(base.Add(tt.first))
 		s := &sink{}
-		b := New(s, Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxEvents: 100, MaxBytes: 1 << 20, MaxDelay: 250 * time.Millisecond, Now: func() time.Time { return now }})
+		b := New(s, Options{Lane: agentv1.Priority_PRIORITY_SECURITY, MaxEvents: 100, MaxBytes: 1 << 20, MaxDelay: 250 * time.Millisecond, Clock: clk})
 		b.Add([]byte("a"), nil)
 		if d, _ := b.due(); d != tt.due-tt.first {
 			t.Errorf("first event at +%s: due in %s, want %s", tt.first, d, tt.due-tt.first)
 		}
-		now = base.Add(tt.due - time.Nanosecond)
+		clk.Advance(base.Add(tt.due - time.Nanosecond).Sub(clk.Now()))
 		b.FlushIfDue()
 		if len(s.batches) != 0 {
 			t.Errorf("first event at +%s: flushed before +%s", tt.first, tt.due)
 		}
-		now = base.Add(tt.due)
+		clk.Advance(base.Add(tt.due).Sub(clk.Now()))
 		b.FlushIfDue()
 		if len(s.batches) != 1 {
 			t.Errorf("first event at +%s: got %d batches at +%s, want 1", tt.first, len(s.batches), tt.due)

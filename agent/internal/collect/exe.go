@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // exeTTL is how long an ExeCache trusts what it read. A pid reused within
@@ -19,8 +21,8 @@ const maxExeCache = 1024
 // ExeCache reads /proc/<pid>/exe once per process and TTL: the flows and
 // file events of one busy process cost one readlink, not one each.
 type ExeCache struct {
-	Proc string           // default /proc
-	Now  func() time.Time // default time.Now
+	Proc  string          // default /proc
+	Clock clockwork.Clock // default the real clock
 
 	mu sync.Mutex
 	m  map[uint32]exeRead
@@ -34,8 +36,8 @@ type exeRead struct {
 // Exe returns the executable of pid, or "" when the process is gone.
 func (c *ExeCache) Exe(pid uint32) string {
 	now := time.Now()
-	if c.Now != nil {
-		now = c.Now()
+	if c.Clock != nil {
+		now = c.Clock.Now()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

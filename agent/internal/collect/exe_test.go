@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 func TestExeCache(t *testing.T) {
@@ -17,8 +19,8 @@ func TestExeCache(t *testing.T) {
 	if err := os.Symlink("/usr/bin/first", link); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Unix(1000, 0)
-	c := &ExeCache{Proc: proc, Now: func() time.Time { return now }}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
+	c := &ExeCache{Proc: proc, Clock: clk}
 	if got := c.Exe(42); got != "/usr/bin/first" {
 		t.Fatalf("got %q, want /usr/bin/first", got)
 	}
@@ -28,7 +30,7 @@ func TestExeCache(t *testing.T) {
 	if got := c.Exe(42); got != "/usr/bin/first" {
 		t.Errorf("within the TTL: got %q, want the cached /usr/bin/first", got)
 	}
-	now = now.Add(exeTTL)
+	clk.Advance(exeTTL)
 	if got := c.Exe(42); got != "/usr/bin/second" {
 		t.Errorf("after the TTL: got %q, want /usr/bin/second", got)
 	}

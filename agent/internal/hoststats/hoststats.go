@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
@@ -134,7 +136,7 @@ type Collector struct {
 	Sink     Sink
 	Source   ecs.Source
 	Interval time.Duration
-	Now      func() time.Time
+	Clock    clockwork.Clock // nil: the real clock
 	Logger   *slog.Logger
 }
 
@@ -143,17 +145,21 @@ func (c *Collector) Name() string { return "hoststats" }
 
 // Run samples until ctx ends.
 func (c *Collector) Run(ctx context.Context) error {
-	if _, err := c.Sampler.Sample(c.Now()); err != nil { // baseline for CPU deltas
+	clock := c.Clock
+	if clock == nil {
+		clock = clockwork.NewRealClock()
+	}
+	if _, err := c.Sampler.Sample(clock.Now()); err != nil { // baseline for CPU deltas
 		c.Logger.Warn("host stats unavailable", "err", err)
 	}
-	t := time.NewTicker(c.Interval)
+	t := clock.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
-			now := c.Now()
+		case <-t.Chan():
+			now := clock.Now()
 			hs, err := c.Sampler.Sample(now)
 			if err != nil {
 				c.Logger.Warn("host stats unavailable", "err", err)

@@ -20,21 +20,12 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 )
 
 // DefaultPinDir is where programs, links and maps are pinned.
 const DefaultPinDir = "/sys/fs/bpf/gatehouse"
-
-// Clock is the time source of the name refresher.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Options configures an Isolator.
 type Options struct {
@@ -49,9 +40,9 @@ type Options struct {
 	// DNSServers are always allowed; default the name servers of
 	// ResolvConf, read at each Apply.
 	DNSServers []netip.Addr
-	ResolvConf string   // default /etc/resolv.conf
-	Resolver   Resolver // default DNSResolver{ResolvConf}
-	Clock      Clock
+	ResolvConf string          // default /etc/resolv.conf
+	Resolver   Resolver        // default DNSResolver{ResolvConf}
+	Clock      clockwork.Clock // the name refresher's; nil: the real clock
 	Logger     *slog.Logger
 }
 
@@ -105,7 +96,7 @@ func New(opts Options) (*Isolator, error) {
 		opts.Resolver = DNSResolver{ResolvConf: opts.ResolvConf}
 	}
 	if opts.Clock == nil {
-		opts.Clock = realClock{}
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

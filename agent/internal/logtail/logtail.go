@@ -39,6 +39,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/atomicfile"
@@ -82,7 +84,7 @@ type Options struct {
 	Poll           time.Duration // read followed files; default 250ms
 	Rescan         time.Duration // match globs again; default 5s
 	SaveEvery      time.Duration // write CheckpointPath; default 5s
-	Now            func() time.Time
+	Clock          clockwork.Clock
 	Logger         *slog.Logger
 }
 
@@ -169,8 +171,8 @@ func New(opts Options, sink Sink, ckpts Checkpoints) *Tailer {
 			opts.Sources[i].MaxLine = DefaultMaxLine
 		}
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -552,7 +554,7 @@ func (t *Tailer) emit(f *followed, line []byte, n int64, cut bool) {
 		line = runeStart(line)
 	}
 	doc := logLine{
-		Base: t.opts.Source.NewBase(t.opts.Now(), ecs.Event{
+		Base: t.opts.Source.NewBase(t.opts.Clock.Now(), ecs.Event{
 			Kind: "event", Category: []string{"host"}, Type: []string{"info"},
 			Action: "log-line", Dataset: "log", Module: "logfile",
 		}),

@@ -46,6 +46,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/internal/atomicfile"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	"google.golang.org/protobuf/proto"
@@ -91,7 +93,7 @@ type Options struct {
 	// written but not fsynced while no relay has spooled it (on a multiple
 	// of SyncAfter of the clock); 0 fsyncs every batch in Append.
 	SyncAfter time.Duration
-	Now       func() time.Time
+	Clock     clockwork.Clock
 	Logger    *slog.Logger
 }
 
@@ -154,8 +156,8 @@ func Open(dir string, opts Options) (*Ring, error) {
 	if opts.MaxBytes <= 0 {
 		return nil, fmt.Errorf("open ring %s: max bytes %d", dir, opts.MaxBytes)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -205,7 +207,7 @@ func (r *Ring) load() error {
 	if err != nil {
 		return err
 	}
-	now := r.opts.Now()
+	now := r.opts.Clock.Now()
 	for _, de := range des {
 		name := de.Name()
 		seq, lane, state, ok := parseName(name)
@@ -323,7 +325,7 @@ func (r *Ring) Append(lane agentv1.Priority, events [][]byte, ckpts []Checkpoint
 		AgentId:       r.opts.AgentID,
 		Seq:           seq,
 		Priority:      lane,
-		CreatedUnixMs: r.opts.Now().UnixMilli(),
+		CreatedUnixMs: r.opts.Clock.Now().UnixMilli(),
 		Events:        events,
 	})
 	if err != nil {
@@ -348,7 +350,7 @@ func (r *Ring) Append(lane agentv1.Priority, events [][]byte, ckpts []Checkpoint
 	if !durable {
 		r.unsynced = append(r.unsynced, e)
 		if r.syncTimer == nil {
-			now := r.opts.Now()
+			now := r.opts.Clock.Now()
 			// On a tick at least SyncAfter away: with the batches' own
 			// ticks, a batch is never synced in the instant after its write.
 			d := r.opts.SyncAfter
@@ -585,7 +587,7 @@ func (r *Ring) Next(lane agentv1.Priority, after uint64, redeliverAfter time.Dur
 	}
 	es := r.lanes[lane]
 	i := sort.Search(len(es), func(i int) bool { return es[i].Seq > after })
-	now := r.opts.Now()
+	now := r.opts.Clock.Now()
 	for ; i < len(es); i++ {
 		e := es[i]
 		if e.removed || (skip != nil && skip(e.Seq)) {
@@ -614,7 +616,7 @@ func (r *Ring) MarkSpooled(seq uint64) error {
 	if !ok {
 		return nil
 	}
-	now := r.opts.Now()
+	now := r.opts.Clock.Now()
 	if e.State == Spooled {
 		e.SpooledAt = now
 		return nil

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -17,13 +19,9 @@ const (
 	file = agentv1.Priority_PRIORITY_FILE
 )
 
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.t }
-
-func open(t *testing.T, dir string, max int64, clk *fakeClock) *Ring {
+func open(t *testing.T, dir string, max int64, clk *clockwork.FakeClock) *Ring {
 	t.Helper()
-	r, err := Open(dir, Options{MaxBytes: max, AgentID: "agent-1", Now: clk.Now})
+	r, err := Open(dir, Options{MaxBytes: max, AgentID: "agent-1", Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +43,7 @@ func appendN(t *testing.T, r *Ring, lane agentv1.Priority, n int, size int) []ui
 }
 
 func TestAppendAckDeliver(t *testing.T) {
-	clk := &fakeClock{time.Unix(1000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	r := open(t, t.TempDir(), 1<<20, clk)
 	s1, _ := r.Append(bulk, [][]byte{[]byte(`{"a":1}`)}, nil)
 	s2, _ := r.Append(sec, [][]byte{[]byte(`{"b":2}`)}, nil)
@@ -77,7 +75,7 @@ func TestAppendAckDeliver(t *testing.T) {
 	if e, ok := r.Next(bulk, 0, time.Minute, nil); !ok || e.Seq != 3 {
 		t.Fatalf("after spooled: got next %v %v, want seq 3", e, ok)
 	}
-	clk.t = clk.t.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if e, ok := r.Next(bulk, 0, time.Minute, nil); !ok || e.Seq != 1 {
 		t.Fatalf("after redeliver_after: got next %v %v, want seq 1", e, ok)
 	}
@@ -97,7 +95,7 @@ func TestAppendAckDeliver(t *testing.T) {
 }
 
 func TestGlobalBoundDropsLowestPriorityOldestFirst(t *testing.T) {
-	clk := &fakeClock{time.Unix(1000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	r := open(t, t.TempDir(), 1<<20, clk)
 	const size = 100 << 10 // ~100 KiB per batch, ~10 fit
 	secs := appendN(t, r, sec, 3, size)
@@ -142,7 +140,7 @@ func TestGlobalBoundDropsLowestPriorityOldestFirst(t *testing.T) {
 
 func TestSeqNeverReusedAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
-	clk := &fakeClock{time.Unix(1000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	r := open(t, dir, 1<<20, clk)
 	seqs := appendN(t, r, bulk, 3, 10)
 	if _, err := r.Deliver(seqs); err != nil {
@@ -167,7 +165,7 @@ func TestSeqNeverReusedAcrossReopen(t *testing.T) {
 
 func TestTornTailAndStateSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
-	clk := &fakeClock{time.Unix(1000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	r := open(t, dir, 1<<20, clk)
 	ck := []Checkpoint{{Dev: 1, Ino: 2, Offset: 100, Path: "/var/log/a.log"}}
 	appendN(t, r, bulk, 2, 50)
@@ -207,7 +205,7 @@ func TestTornTailAndStateSurviveReopen(t *testing.T) {
 }
 
 func TestCheckpointMergeFurthest(t *testing.T) {
-	clk := &fakeClock{time.Unix(1000, 0)}
+	clk := clockwork.NewFakeClockAt(time.Unix(1000, 0))
 	r := open(t, t.TempDir(), 1<<20, clk)
 	for _, c := range []Checkpoint{
 		{Dev: 1, Ino: 1, Offset: 500},

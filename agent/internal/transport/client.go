@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
 	"github.com/gatehouse/gatehouse/proto/framing"
@@ -44,7 +46,7 @@ type Options struct {
 	Identity          *identity.Identity
 	Ring              *ring.Ring
 	Stats             func() *agentv1.HostStats // may be nil
-	Now               func() time.Time
+	Clock             clockwork.Clock
 	Logger            *slog.Logger
 	OnChange          func() // called (without locks) when Status changes
 	// OnPolicyTier is called with the policy tier the relay sends in every
@@ -112,8 +114,8 @@ func New(opts Options) (*Client, error) {
 	if opts.Identity == nil || opts.Ring == nil || len(opts.Relays) == 0 || opts.DataDir == "" {
 		return nil, errors.New("transport: identity, ring, relays and data dir are required")
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -342,8 +344,8 @@ func (c *Client) serveSwitching(ctx context.Context, s *session, rep *agentv1.He
 		}
 		tr := sw.s.conn.Transport()
 		c.log.Info("moved from quic to "+tr+" without reconnecting", "relay", s.addr,
-			"switch_ms", c.opts.Now().Sub(sw.stalled).Milliseconds())
-		if err := c.mem.set(networkKey(s.addr), tr, c.opts.Now()); err != nil {
+			"switch_ms", c.opts.Clock.Now().Sub(sw.stalled).Milliseconds())
+		if err := c.mem.set(networkKey(s.addr), tr, c.opts.Clock.Now()); err != nil {
 			c.log.Warn("remember transport", "err", err)
 		}
 		s, rep, rd = sw.s, sw.rep, sw.rd
@@ -393,7 +395,7 @@ func (c *Client) registerAgain(err error) bool {
 // it had spooled, so batches it acknowledged must go out again.
 func (c *Client) registered(rep *agentv1.HelloReply) (again bool) {
 	c.mu.Lock()
-	reg := registrationFrom(rep, c.reg, c.opts.Now())
+	reg := registrationFrom(rep, c.reg, c.opts.Clock.Now())
 	same := sameRegistration(reg, c.reg)
 	first := c.reg == nil
 	again = c.reregister && !first

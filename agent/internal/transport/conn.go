@@ -163,7 +163,7 @@ func (c *Client) dialQUIC(ctx context.Context, addr string) (conn, *pinCheck, er
 	if err != nil {
 		return nil, nil, dialErr(pc, addr, TransportQUIC, err)
 	}
-	w := newWriteClock(c.opts.Now)
+	w := newWriteClock(c.opts.Clock.Now)
 	w.conn = qc
 	return &quicConn{c: qc, w: w}, pc, nil
 }

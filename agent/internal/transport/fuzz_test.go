@@ -7,7 +7,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/gatehouse/gatehouse/agent/internal/ring"
 	"github.com/gatehouse/gatehouse/internal/identity"
@@ -49,7 +50,7 @@ func FuzzRelayFrames(f *testing.F) {
 		for i := 0; i < 3; i++ {
 			r.Append(agentv1.Priority_PRIORITY_BULK, [][]byte{[]byte("{}")}, nil)
 		}
-		c := &Client{opts: Options{Ring: r, Now: time.Now}, log: slog.New(slog.DiscardHandler)}
+		c := &Client{opts: Options{Ring: r, Clock: clockwork.NewRealClock()}, log: slog.New(slog.DiscardHandler)}
 		s := &session{c: c, ctrl: io.Discard, cancel: func() {}}
 		ls := &laneState{inflight: map[uint64]bool{1: true, 2: true, 3: true}, wake: make(chan struct{}, 1)}
 		_ = s.readAcks(context.Background(), agentv1.Priority_PRIORITY_BULK, bytes.NewReader(b), ls)

@@ -54,7 +54,7 @@ func (s *session) runLane(ctx context.Context, lane agentv1.Priority) error {
 	for {
 		changed := r.Changed()
 		ls.mu.Lock()
-		now := s.c.opts.Now()
+		now := s.c.opts.Clock.Now()
 		wait := ls.paused.Sub(now)
 		full := len(ls.inflight) >= s.inflight
 		cursor := ls.cursor
@@ -175,7 +175,7 @@ func (s *session) readAcks(ctx context.Context, lane agentv1.Priority, stream io
 				retry = time.Second
 			}
 			ls.mu.Lock()
-			ls.paused = s.c.opts.Now().Add(retry)
+			ls.paused = s.c.opts.Clock.Now().Add(retry)
 			ls.cursor = 0
 			ls.mu.Unlock()
 			s.c.log.Info("relay spool full, pausing lane", "lane", lane.String(), "seq", seq, "retry_after", retry)

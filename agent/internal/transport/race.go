@@ -114,7 +114,7 @@ func (c *Client) establish(ctx context.Context, addr string) (*session, *agentv1
 		c.log.Debug("transport attempt lost", "relay", addr, "transport", f.kind, "err", f.err)
 	}
 	if c.opts.Mode == ModeAuto {
-		if err := c.mem.set(key, win.s.conn.Transport(), c.opts.Now()); err != nil {
+		if err := c.mem.set(key, win.s.conn.Transport(), c.opts.Clock.Now()); err != nil {
 			c.log.Warn("remember transport", "err", err)
 		}
 	}

@@ -61,7 +61,7 @@ func (s *session) serve(ctx context.Context, rep *agentv1.HelloReply, rd *framin
 
 	again := s.c.registered(rep)
 	if prev := s.c.swapLastRelay(s.addr); again || (prev != "" && prev != s.addr) {
-		s.resendBefore = s.c.opts.Now()
+		s.resendBefore = s.c.opts.Clock.Now()
 	}
 	s.policyTier(rep.GetPolicyTier())
 	s.inflight = int(rep.GetMaxInflightBatches())
@@ -234,7 +234,7 @@ func (s *session) heartbeats(ctx context.Context) error {
 		hb := &agentv1.Heartbeat{
 			AgentVersion:   s.c.opts.Version,
 			ContentVersion: s.c.opts.ContentVersion,
-			SentUnixMs:     s.c.opts.Now().UnixMilli(),
+			SentUnixMs:     s.c.opts.Clock.Now().UnixMilli(),
 		}
 		if s.c.opts.Stats != nil {
 			hb.Stats = s.c.opts.Stats()
@@ -276,7 +276,7 @@ func (s *session) reprobeQUIC(ctx context.Context) error {
 			continue
 		}
 		cn.Close()
-		if err := s.c.mem.set(networkKey(s.addr), TransportQUIC, s.c.opts.Now()); err != nil {
+		if err := s.c.mem.set(networkKey(s.addr), TransportQUIC, s.c.opts.Clock.Now()); err != nil {
 			s.c.log.Warn("remember transport", "err", err)
 		}
 		return errQUICBack

@@ -124,7 +124,7 @@ func (s *session) watchPath(ctx context.Context) error {
 			if first.IsZero() {
 				break
 			}
-			now := s.c.opts.Now()
+			now := s.c.opts.Clock.Now()
 			if silent := now.Sub(first); silent >= stallAfter(qc.c) && !now.Before(notBefore) {
 				s.c.log.Info("quic path stalled, trying tcp alongside", "relay", s.addr, "unanswered_for", silent.Round(time.Millisecond),
 					"smoothed_rtt", qc.c.ConnectionStats().SmoothedRTT)
@@ -137,7 +137,7 @@ func (s *session) watchPath(ctx context.Context) error {
 				}
 				if err != nil {
 					s.c.log.Warn("tcp leg failed, staying on quic", "relay", s.addr, "err", err)
-					notBefore = s.c.opts.Now().Add(tcpRetryAfter)
+					notBefore = s.c.opts.Clock.Now().Add(tcpRetryAfter)
 				}
 			}
 			select {

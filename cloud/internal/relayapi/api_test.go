@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -25,17 +25,9 @@ import (
 	cloudv1 "github.com/gatehouse/gatehouse/proto/gatehouse/cloud/v1"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 type env struct {
 	st      *store.Store
-	clk     *clock
+	clk     *clockwork.FakeClock
 	srv     *httptest.Server
 	client  *http.Client
 	metrics *Metrics
@@ -48,9 +40,9 @@ type env struct {
 
 func newEnv(t *testing.T, maxBody, maxDecompressed int64) *env {
 	t.Helper()
-	e := &env{clk: &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}}
+	e := &env{clk: clockwork.NewFakeClockAt(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))}
 	var err error
-	if e.st, err = store.Open(store.Options{Dir: t.TempDir(), Now: e.clk.Now}); err != nil {
+	if e.st, err = store.Open(store.Options{Dir: t.TempDir(), Clock: e.clk}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
@@ -163,7 +155,7 @@ func TestRegister(t *testing.T) {
 	if code := e.call(t, "/v1/agents/register", e.cred, &cloudv1.RegisterAgentRequest{AgentId: early, PublicKey: earlyPub, RegistrationKey: short.Key}, nil); code != 200 {
 		t.Fatalf("register with short key: got %d, want 200", code)
 	}
-	e.clk.Add(2 * time.Hour) // short key now expired
+	e.clk.Advance(2 * time.Hour) // short key now expired
 
 	other := setupOtherTenant(t, e)
 	id, pub := newAgentKey(t)

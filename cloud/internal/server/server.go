@@ -94,7 +94,7 @@ func (s *Server) open() error {
 	if err != nil {
 		return err
 	}
-	if s.store, err = store.Open(store.Options{Dir: cfg.DataDir, Logger: s.log, Now: s.clock.Now}); err != nil {
+	if s.store, err = store.Open(store.Options{Dir: cfg.DataDir, Logger: s.log, Clock: s.clock}); err != nil {
 		return err
 	}
 	if s.admin, err = adminhttp.New(cfg.AdminListen, s.readyErr); err != nil {

@@ -41,7 +41,7 @@ func TestAgentActivity(t *testing.T) {
 	if a := at(a1); !a.LastSeenAt.Equal(t0) || !a.LastEventAt.Equal(t0.Add(-30*time.Second)) {
 		t.Fatalf("after an upload: got seen %v event %v, want %v and %v", a.LastSeenAt, a.LastEventAt, t0, t0.Add(-30*time.Second))
 	}
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	// A late, older batch; a duplicate; an empty (heartbeat-only) batch.
 	if _, err := s.Upload(f.tenant.ID, []*agentv1.EventBatch{
 		created(batch(a1, 3, 1), t0.Add(-time.Hour)), created(batch(a1, 2, 1), t0.Add(time.Hour)), created(batch(a1, 4, 0), t0.Add(time.Hour)),

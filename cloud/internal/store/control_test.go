@@ -175,7 +175,7 @@ func TestActionLifecycle(t *testing.T) {
 	if iso.State != ActionPending || !isolated() {
 		t.Fatalf("isolate: got state %s isolated %v, want pending and isolated", iso.State, isolated())
 	}
-	clk.Add(1)
+	clk.Advance(1)
 	q, err := s.CreateAction(f.tenant.ID, agent, ActQuarantineFile, []byte(`{"path":"/tmp/evil"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +392,7 @@ func TestAllowList(t *testing.T) {
 func TestControlDurable(t *testing.T) {
 	dir := t.TempDir()
 	clk := newClock()
-	s, err := Open(Options{Dir: dir, Now: clk.Now})
+	s, err := Open(Options{Dir: dir, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}

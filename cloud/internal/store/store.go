@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/jonboulle/clockwork"
 )
 
 // Options configure a Store.
@@ -29,8 +30,8 @@ type Options struct {
 	// Dir is the data directory; the database lives in Dir/db.
 	Dir    string
 	Logger *slog.Logger
-	// Now is the clock for creation times and expiry (default time.Now).
-	Now func() time.Time
+	// Clock gives creation times and expiry; nil: the real clock.
+	Clock clockwork.Clock
 	// MaxBatchesPerTxn, when > 0,, caps the number of batches per upload
 	// transaction (tests use it to exercise the split path).
 	MaxBatchesPerTxn int
@@ -61,8 +62,8 @@ func Open(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	dir := filepath.Join(opts.Dir, "db")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -85,7 +86,7 @@ func Open(opts Options) (*Store, error) {
 	return &Store{
 		db:        db,
 		log:       opts.Logger,
-		now:       opts.Now,
+		now:       opts.Clock.Now,
 		maxPerTxn: opts.MaxBatchesPerTxn,
 		changed:   make(chan struct{}),
 		lastSeen:  make(map[string]time.Time),

@@ -7,30 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/gatehouse/gatehouse/internal/identity"
 	agentv1 "github.com/gatehouse/gatehouse/proto/gatehouse/agent/v1"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func openTest(t *testing.T, dir string, clk *fakeClock) *Store {
+func openTest(t *testing.T, dir string, clk *clockwork.FakeClock) *Store {
 	t.Helper()
-	s, err := Open(Options{Dir: dir, Now: clk.Now})
+	s, err := Open(Options{Dir: dir, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +26,9 @@ func openTest(t *testing.T, dir string, clk *fakeClock) *Store {
 	return s
 }
 
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+func newClock() *clockwork.FakeClock {
+	return clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+}
 
 type fixture struct {
 	tenant Tenant
@@ -263,7 +253,7 @@ func TestRegisterKeyStates(t *testing.T) {
 	if _, err := s.RegisterAgent(f.relay, Registration{AgentID: early, PublicKey: earlyPub, RegistrationKey: short.Key}); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	id, pub := newAgent(t)
 	other, _ := newAgent(t)
 	tests := []struct {
@@ -309,11 +299,11 @@ func TestSuccessors(t *testing.T) {
 	if err != nil || len(made) != 0 {
 		t.Fatalf("fresh key: got %d successors, %v, want 0", len(made), err)
 	}
-	clk.Add(DefaultKeyValidity - SuccessorWindow - time.Hour)
+	clk.Advance(DefaultKeyValidity - SuccessorWindow - time.Hour)
 	if made, _ := s.EnsureSuccessors(); len(made) != 0 {
 		t.Fatalf("31 days before expiry: got %d successors, want 0", len(made))
 	}
-	clk.Add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	made, err = s.EnsureSuccessors()
 	if err != nil || len(made) != 1 {
 		t.Fatalf("29 days before expiry: got %d successors, %v, want 1", len(made), err)
@@ -341,7 +331,7 @@ func TestSuccessors(t *testing.T) {
 
 func TestDurableReopen(t *testing.T) {
 	dir, clk := t.TempDir(), newClock()
-	s, err := Open(Options{Dir: dir, Now: clk.Now, MaxBatchesPerTxn: 1})
+	s, err := Open(Options{Dir: dir, Clock: clk, MaxBatchesPerTxn: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +366,7 @@ func TestDurableReopen(t *testing.T) {
 
 // enrollmentFixture is a store with a tenant, a site and an enrollment
 // token for it valid for an hour.
-func enrollmentFixture(t *testing.T) (*Store, *fakeClock, Tenant, Site, string) {
+func enrollmentFixture(t *testing.T) (*Store, *clockwork.FakeClock, Tenant, Site, string) {
 	t.Helper()
 	clk := newClock()
 	s := openTest(t, t.TempDir(), clk)
@@ -419,7 +409,7 @@ func TestEnrollRelaySameKeyAgain(t *testing.T) {
 	if err != nil || !fresh.Again || fresh.Relay.ID != first.Relay.ID {
 		t.Fatalf("fresh token, same key: got %+v, %v, want relay %s again", fresh, err, first.Relay.ID)
 	}
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if _, err := s.EnrollRelay(tok, "r1", "h1", key); !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("same key, expired token: got %v, want expired", err)
 	}
@@ -444,7 +434,7 @@ func TestEnrollmentToken(t *testing.T) {
 		t.Fatalf("reused token: got %v, want ErrUnauthenticated", err)
 	}
 	tok2, _, _ := s.CreateEnrollmentToken(tn.ID, st.ID, time.Hour)
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if _, _, err := s.Enroll(tok2, "r3", "h3"); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("expired token: got %v, want ErrUnauthenticated", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
 	"github.com/gatehouse/gatehouse/agent/internal/logtail"
@@ -36,7 +38,7 @@ type Options struct {
 	Ring       logtail.Checkpoints
 	Journalctl string        // default "journalctl"
 	Poll       time.Duration // file poll; default logtail's
-	Now        func() time.Time
+	Clock      clockwork.Clock
 	Logger     *slog.Logger
 }
 
@@ -49,8 +51,8 @@ type Collector struct {
 
 // New returns a Collector; it starts nothing.
 func New(opts Options) *Collector {
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -94,7 +96,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.log.Info("auth collector reading files", "paths", c.opts.Paths)
 		t := logtail.New(logtail.Options{
 			Globs: c.opts.Paths, CheckpointPath: c.checkpointPath(), Source: c.opts.Source,
-			Poll: c.opts.Poll, Now: c.opts.Now, Logger: c.log,
+			Poll: c.opts.Poll, Clock: c.opts.Clock, Logger: c.log,
 		}, lineSink{c}, c.opts.Ring)
 		return t.Run(ctx)
 	case SourceJournald:
@@ -126,7 +128,7 @@ func (s lineSink) Add(ev []byte, ck *ring.Checkpoint) error {
 		return nil
 	}
 	s.c.lines.Add(1)
-	r, ok := ParseLine(l.Message, s.c.opts.Now())
+	r, ok := ParseLine(l.Message, s.c.opts.Clock.Now())
 	if !ok {
 		return nil
 	}
@@ -164,7 +166,7 @@ type authField struct {
 func (c *Collector) Event(r Record) Event {
 	t := r.Time
 	if t.IsZero() {
-		t = c.opts.Now()
+		t = c.opts.Clock.Now()
 	}
 	e := ecs.Event{
 		Kind: "event", Category: []string{"authentication"}, Type: []string{"info"},

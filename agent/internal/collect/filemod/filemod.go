@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/sys/unix"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
@@ -30,7 +31,7 @@ type Options struct {
 	Sink   collect.Sink
 	Paths  []string // directories to watch
 	Proc   string   // default /proc
-	Now    func() time.Time
+	Clock  clockwork.Clock
 	Logger *slog.Logger
 	// DrainEvery paces reading the kernel's events: at most one pass per
 	// tick (see collect.ReadRecords); 0 reads each at once.
@@ -52,8 +53,8 @@ func New(opts Options) *Collector {
 	if opts.Proc == "" {
 		opts.Proc = "/proc"
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -272,7 +273,7 @@ func fileOf(p string) ecs.File {
 
 func (c *Collector) event(e rawEvent, path, typ, action, code string) Event {
 	ev := Event{
-		Base: c.opts.Source.NewBase(c.opts.Now(), ecs.Event{
+		Base: c.opts.Source.NewBase(c.opts.Clock.Now(), ecs.Event{
 			Kind: "event", Category: []string{"file"}, Type: []string{typ},
 			Action: action, Dataset: "filemod", Module: "filemod", Code: code, Provider: "gatehouse-agent",
 		}),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -27,7 +28,7 @@ type Options struct {
 	Sink   collect.Sink
 	Tier   collect.Tier
 	Proc   string // default /proc
-	Now    func() time.Time
+	Clock  clockwork.Clock
 	Logger *slog.Logger
 	// DrainEvery paces reading the kernel's events: at most one pass per
 	// tick (see collect.ReadRecords); 0 reads each at once.
@@ -59,8 +60,8 @@ func New(opts Options) *Collector {
 	if opts.Proc == "" {
 		opts.Proc = "/proc"
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -218,7 +219,7 @@ func (c *Collector) event(r record) Event {
 	if r.Local.Addr().Is6() {
 		ev.Network.Type = "ipv6"
 	}
-	ev.Base = c.opts.Source.NewBase(c.opts.Now(), e)
+	ev.Base = c.opts.Source.NewBase(c.opts.Clock.Now(), e)
 	ev.Related.IP = []string{ev.Source.IP, ev.Destination.IP}
 	if r.PID != 0 {
 		p := &ecs.Process{PID: r.PID, Name: r.Comm}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/gatehouse/gatehouse/agent/internal/collect"
 	"github.com/gatehouse/gatehouse/agent/internal/ecs"
@@ -32,7 +33,7 @@ type Options struct {
 	HashesExcludedPaths []string // directory prefixes ending in "/" or globs
 	HashMaxBytes        int64    // larger executables are not hashed; 0: no limit
 	Proc                string   // default /proc
-	Now                 func() time.Time
+	Clock               clockwork.Clock
 	Logger              *slog.Logger
 	// DrainEvery paces reading the kernel's events: at most one pass per
 	// tick (see collect.ReadRecords); 0 reads each at once.
@@ -75,8 +76,8 @@ func New(opts Options) *Collector {
 	if opts.Proc == "" {
 		opts.Proc = "/proc"
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -215,7 +216,7 @@ type Event struct {
 }
 
 func (c *Collector) execEvent(r record) Event {
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	pid := strconv.FormatUint(uint64(r.PID), 10)
 	exe, err := os.Readlink(filepath.Join(c.opts.Proc, pid, "exe"))
 	if err != nil || exe == "" {
@@ -260,7 +261,7 @@ func (c *Collector) execEvent(r record) Event {
 }
 
 func (c *Collector) exitEvent(r record, info exeInfo) Event {
-	now := c.opts.Now()
+	now := c.opts.Clock.Now()
 	code := int(r.ExitCode>>8) & 0xff
 	if sig := int(r.ExitCode) & 0x7f; sig != 0 {
 		code = 128 + sig // the shell's convention for "killed by a signal"
